@@ -1,0 +1,89 @@
+"""``llmops validate``: check every manifest of a repository and report all problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from llmops.cli.output import echo_json, github_annotation, output_option, plural, table
+
+
+@click.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False, path_type=Path))
+@output_option()
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Print problems only, no summary.")
+def validate(path: Path, output: str, strict: bool, quiet: bool) -> None:
+    """Validate the manifests under PATH (default: the current directory).
+
+    Exit 0 when valid, 1 when a manifest is invalid, 2 when PATH cannot be read.
+    """
+    from llmops import api
+
+    report = api.validate(path)
+    failed = bool(report.errors) or (strict and bool(report.warnings))
+    repo = report.repo
+    summary = {
+        "apps": len(repo.apps) if repo else 0,
+        "environments": len(repo.environments) if repo else 0,
+        "pipelines": len(repo.pipelines) if repo else 0,
+        "suites": sum(len(a.suites) for a in repo.apps.values()) if repo else 0,
+        "cases": repo.case_count if repo else 0,
+    }
+    if output == "json":
+        echo_json(
+            {
+                "valid": not failed,
+                "root": report.root,
+                "files": report.files,
+                "errors": len(report.errors),
+                "warnings": len(report.warnings),
+                "summary": summary,
+                "diagnostics": [d.as_dict() for d in report.diagnostics],
+            }
+        )
+    elif output == "github":
+        for diagnostic in report.diagnostics:
+            click.echo(github_annotation(diagnostic, "llmops validate"))
+        if not quiet:
+            click.echo(_summary_line(failed, len(report.errors), len(report.warnings), summary))
+    else:
+        for diagnostic in report.diagnostics:
+            click.echo(diagnostic.render())
+        if not quiet:
+            if repo is not None and repo.apps and not failed:
+                table(
+                    "",
+                    ["app", "model", "suites", "cases", "pinned in"],
+                    (
+                        (
+                            name,
+                            f"{a.app.spec.model.provider}/{a.app.spec.model.name}",
+                            ", ".join(s.name for s in a.suites) or "-",
+                            sum(len(s.suite.spec.cases) for s in a.suites),
+                            ", ".join(
+                                e for e, src in repo.environments.items()
+                                if name in src.environment.spec.releases
+                            )
+                            or "-",
+                        )
+                        for name, a in repo.apps.items()
+                    ),
+                )
+            click.echo(_summary_line(failed, len(report.errors), len(report.warnings), summary))
+    raise SystemExit(1 if failed else 0)
+
+
+def _summary_line(failed: bool, errors: int, warnings: int, summary: dict[str, int]) -> str:
+    if failed:
+        text = f"✗ invalid: {plural(errors, 'error')}"
+        return text + (f", {plural(warnings, 'warning')}" if warnings else "")
+    parts = [
+        plural(summary["apps"], "app"),
+        plural(summary["environments"], "environment"),
+        plural(summary["pipelines"], "pipeline"),
+        f"{plural(summary['suites'], 'suite')} with {plural(summary['cases'], 'case')}",
+    ]
+    text = "✓ valid: " + ", ".join(parts)
+    return text + (f" ({plural(warnings, 'warning')})" if warnings else "")

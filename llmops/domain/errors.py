@@ -1,0 +1,84 @@
+"""The llmops error tree; raised everywhere, mapped to exit codes by ``llmops.cli``.
+
+    LlmopsError                      base; ``exit_code`` says how the CLI ends
+    ├── UsageError                   wrong arguments or options            (exit 2)
+    ├── SourceError                  a path cannot be read: missing, a
+    │                                directory, permission denied          (exit 2)
+    ├── InvalidInput                 the user's files are wrong; carries
+    │   │                            every diagnostic of the run           (exit 1)
+    │   └── ManifestInvalid          manifests failed validation
+    └── ExternalError                something outside failed (git, docker,
+        │                            registry, cluster, model provider)    (exit 2)
+        ├── Retryable                try again after ``delay`` seconds
+        └── Permanent                retrying will not help
+
+Every error carries a message a person can act on. Adapters raise the
+``ExternalError`` family ``from`` the library exception they caught, so the
+original stays in ``__cause__`` for debugging but never reaches the user as a
+traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmops.domain.diagnostics import Diagnostic
+
+
+class LlmopsError(Exception):
+    """Base of every error llmops raises on purpose."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(LlmopsError):
+    """The command line asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class SourceError(LlmopsError):
+    """A path named by the user (or required by the layout) cannot be read."""
+
+    exit_code = 2
+
+
+class InvalidInput(LlmopsError):
+    """The user's input is wrong; ``diagnostics`` lists every problem found."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
+        super().__init__(message)
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+
+
+class ManifestInvalid(InvalidInput):
+    """One or more manifests failed validation."""
+
+
+class ExternalError(LlmopsError):
+    """A component outside llmops failed: git, docker, a registry, a cluster, a model."""
+
+    exit_code = 2
+
+
+class Retryable(ExternalError):
+    """A transient failure; the same call may succeed after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class Permanent(ExternalError):
+    """A failure that retrying will not fix; the message says what to change."""

@@ -1,0 +1,225 @@
+"""Read one repository's manifest files: size and encoding checks, safe YAML, kind
+dispatch and model validation, collecting every problem as a diagnostic.
+
+Called by ``llmops.manifests.repository``; cross-file checks live in ``xref``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from llmops.domain.diagnostics import Diagnostic, Severity
+from llmops.domain.models import API_VERSION, KINDS
+from llmops.manifests.messages import diagnostics_from, dotted
+from llmops.manifests.yamldoc import Mark, YamlDoc, YamlError, parse
+
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_TEMPLATE_BYTES = 256 * 1024
+MAX_DATA_BYTES = 64 * 1024 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed(Generic[M]):
+    """A manifest file after loading: the model when valid, the YAML document when parsable."""
+
+    model: M | None
+    doc: YamlDoc | None
+    file: str
+    path: Path
+
+
+@dataclass
+class Context:
+    """State of one validation run: the repository root and the diagnostics so far."""
+
+    root: Path
+    prefix: str = ""
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: int = 0
+
+    def display(self, path: Path) -> str:
+        try:
+            rel = path.relative_to(self.root).as_posix()
+        except ValueError:
+            rel = path.as_posix()
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def report(
+        self,
+        file: str,
+        mark: Mark | None,
+        path: tuple[str | int, ...] | str,
+        message: str,
+        severity: Severity = "error",
+    ) -> None:
+        line, column = (mark.line, mark.column) if mark else (0, 0)
+        where = path if isinstance(path, str) else dotted(path)
+        self.diagnostics.append(Diagnostic(file, line, column, where, message, severity))
+
+    def read_text(self, path: Path, limit: int, what: str) -> str | None:
+        """The file's text, or None after reporting why it cannot be used."""
+        file = self.display(path)
+        try:
+            size = path.stat().st_size
+            if size > limit:
+                self.report(
+                    file, None, "", f"{what} is {size:,} bytes; the limit is {limit:,} bytes"
+                )
+                return None
+            raw = path.read_bytes()
+        except IsADirectoryError:
+            self.report(file, None, "", f"expected a {what} file but found a directory")
+            return None
+        except OSError as exc:
+            self.report(file, None, "", f"cannot read {what}: {exc.strerror or exc}")
+            return None
+        self.files += 1
+        if b"\x00" in raw:
+            self.report(file, None, "", f"{what} is binary (contains NUL bytes); expected UTF-8 text")
+            return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            self.report(
+                file,
+                Mark(line, column),
+                "",
+                f"{what} is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8",
+            )
+            return None
+        return text.removeprefix("\ufeff")
+
+    def inside(self, path: Path) -> bool:
+        """Whether ``path``, symlinks resolved, stays inside the repository."""
+        try:
+            return path.resolve().is_relative_to(self.root)
+        except (OSError, RuntimeError):
+            return False
+
+    def referenced_file(
+        self,
+        base_dir: Path,
+        rel: str,
+        owner: Parsed[Any],
+        field_path: tuple[str | int, ...],
+        what: str,
+    ) -> Path | None:
+        """Resolve a file a manifest references; report if missing or outside the repo."""
+        mark = owner.doc.mark_for(field_path) if owner.doc else None
+        target = base_dir / rel
+        if not self.inside(target):
+            self.report(
+                owner.file, mark, field_path, f"{what} {rel!r} resolves outside the repository (a symlink?)"
+            )
+            return None
+        if not target.exists():
+            hint = _similar_file(target)
+            self.report(
+                owner.file,
+                mark,
+                field_path,
+                f"{what} {rel!r} does not exist (looked for {self.display(target)}){hint}",
+            )
+            return None
+        if not target.is_file():
+            self.report(owner.file, mark, field_path, f"{what} {rel!r} is not a regular file")
+            return None
+        return target
+
+    def load(self, path: Path, kind: str) -> Parsed[Any]:
+        """Read, parse and validate one manifest expected to be of ``kind``."""
+        file = self.display(path)
+        text = self.read_text(path, MAX_MANIFEST_BYTES, "manifest")
+        if text is None:
+            return Parsed(None, None, file, path)
+        try:
+            doc = parse(text)
+        except YamlError as exc:
+            self.report(file, exc.mark, "", exc.message)
+            return Parsed(None, None, file, path)
+        model = KINDS[kind]
+        data = doc.data
+        if data is None:
+            self.report(
+                file, Mark(1, 1), "", f"file is empty; expected a {kind} manifest (see `llmops schema {kind}`)"
+            )
+            return Parsed(None, doc, file, path)
+        if not isinstance(data, dict):
+            self.report(
+                file,
+                doc.mark_for(()),
+                "",
+                f"a manifest must be a mapping with apiVersion, kind, metadata and spec "
+                f"(got {type(data).__name__}); expected a {kind}",
+            )
+            return Parsed(None, doc, file, path)
+        found_kind = data.get("kind")
+        if found_kind != kind:
+            if "kind" not in data:
+                message = f"required field 'kind' is missing; add kind: {kind}"
+                mark = doc.mark_for(())
+            else:
+                message = f"expected kind {kind} here (got {found_kind!r})"
+                if found_kind in KINDS:
+                    message += f"; a {found_kind} belongs {_home(str(found_kind))}"
+                mark = doc.mark_for(("kind",))
+            self.report(file, mark, "kind", message)
+            return Parsed(None, doc, file, path)
+        if data.get("apiVersion") != API_VERSION:
+            got = data.get("apiVersion")
+            self.report(
+                file,
+                doc.mark_for(("apiVersion",)),
+                "apiVersion",
+                f"must be {API_VERSION} (got {got!r})" if got is not None
+                else f"required field 'apiVersion' is missing; add apiVersion: {API_VERSION}",
+            )
+            return Parsed(None, doc, file, path)
+        try:
+            validated = model.model_validate(data)
+        except ValidationError as exc:
+            self.diagnostics.extend(diagnostics_from(exc, doc, file, model))
+            return Parsed(None, doc, file, path)
+        return Parsed(validated, doc, file, path)
+
+
+def _home(kind: str) -> str:
+    return {
+        "LLMApp": "in manifests/<app>/app.yaml",
+        "EvalSuite": "in a file listed under an app's spec.evals",
+        "Environment": "in environments/<env>.yaml",
+        "Pipeline": "in pipelines/<name>.yaml",
+    }[kind]
+
+
+def _similar_file(target: Path) -> str:
+    import difflib
+
+    try:
+        siblings = [p.name for p in target.parent.iterdir()] if target.parent.is_dir() else []
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(target.name, siblings, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def yaml_files(directory: Path) -> list[Path]:
+    """The ``.yaml``/``.yml`` files directly in ``directory``, sorted; none if absent."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+    )
+
+
+def is_dir_inside(ctx: Context, path: Path) -> bool:
+    return os.path.isdir(path) and ctx.inside(path)
