@@ -1,0 +1,1 @@
+"""Adapters: the only modules that talk to the world (HTTP model providers, git, docker, ...)."""
