@@ -58,3 +58,64 @@ def init(directory: str | Path, app: str = "my-app", force: bool = False) -> lis
     from llmops.scaffold import scaffold
 
     return scaffold(Path(directory), app, force=force)
+
+
+# releases and the archive -------------------------------------------------------
+
+
+def _repo_and_archive(path: str | Path, archive: str | Path | None) -> tuple[Repo, Any]:
+    from llmops.ops.release import archive_for
+
+    repo = load(path)
+    return repo, archive_for(repo, Path(archive) if archive else None)
+
+
+def release_create(
+    path: str | Path, app: str, *, dry_run: bool = False, archive: str | Path | None = None
+) -> Any:
+    """Archive the work tree's release of ``app`` (``ReleaseCreated``)."""
+    from llmops.ops.release import create_release
+
+    repo, store = _repo_and_archive(path, archive)
+    return create_release(repo, app, store, dry_run=dry_run)
+
+
+def release_list(path: str | Path, app: str | None = None, archive: str | Path | None = None) -> Any:
+    """Archived releases, oldest first (``list[ReleaseInfo]``)."""
+    from llmops.ops.release import list_releases
+
+    repo, store = _repo_and_archive(path, archive)
+    return list_releases(repo, store, app)
+
+
+def release_show(path: str | Path, ref: str, archive: str | Path | None = None) -> Any:
+    """The bundle of a release and its ledger entries (``(Bundle, list[LedgerEntry])``)."""
+    from llmops.ops.release import history, resolve
+
+    repo, store = _repo_and_archive(path, archive)
+    bundle = resolve(repo, store, ref)
+    return bundle, [e for e in history(store, bundle.app) if e.release == bundle.release_id]
+
+
+def release_diff(path: str | Path, old: str, new: str, archive: str | Path | None = None) -> Any:
+    """What changed between two releases (``BundleDiff``)."""
+    from llmops.ops.release import diff
+
+    repo, store = _repo_and_archive(path, archive)
+    return diff(repo, store, old, new)
+
+
+def archive_verify(path: str | Path, archive: str | Path | None = None) -> Any:
+    """Check the ledger chain and every object (``VerifyReport``)."""
+    _, store = _repo_and_archive(path, archive)
+    return store.verify()
+
+
+def history(
+    path: str | Path, app: str | None = None, env: str | None = None, archive: str | Path | None = None
+) -> Any:
+    """Ledger entries for an app and/or environment, oldest first."""
+    from llmops.ops.release import history as ledger_history
+
+    _, store = _repo_and_archive(path, archive)
+    return ledger_history(store, app, env)

@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("llmops.cli.validate:validate", "Check every manifest; report all problems."),
     "schema": ("llmops.cli.schema:schema", "Print or write the JSON Schema of the manifest kinds."),
     "init": ("llmops.cli.init:init", "Scaffold a new llmops repository that validates clean."),
+    "release": ("llmops.cli.release:release", "Create, list, show and diff content-addressed releases."),
+    "archive": ("llmops.cli.archive:archive", "Verify the archive: ledger hash chain and objects."),
+    "history": ("llmops.cli.archive:history", "Show the ledger: who released, promoted, rolled back."),
 }
 
 

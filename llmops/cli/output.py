@@ -61,7 +61,18 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
         grid.add_column(column)
     for row in rows:
         grid.add_row(*(str(cell) for cell in row))
-    Console(soft_wrap=True).print(grid)
+    import sys
+
+    width = None if sys.stdout.isatty() else 200
+    Console(soft_wrap=True, width=width).print(grid)
+
+
+def short_release(release: str | None) -> str:
+    """``app@sha256:4a698de4…`` shortened to ``app@4a698de4a0f3`` for tables."""
+    if not release:
+        return "-"
+    app, _, digest = release.partition("@sha256:")
+    return f"{app}@{digest[:12]}" if digest else release
 
 
 def plural(count: int, word: str) -> str:

@@ -1,0 +1,1 @@
+"""Use cases behind ``llmops.api``: each module one family of commands."""
