@@ -12,7 +12,8 @@ from crash_archive import run  # noqa: E402
 
 
 def test_sigkill_never_corrupts_the_archive() -> None:
-    result = run(kills=8, seed=7, max_delay_ms=60)
+    result = run(kills=5, seed=7, max_delay_ms=60)
     assert result["failures"] == []
     assert result["final_ok"] is True
-    assert isinstance(result["final_entries"], int) and result["final_entries"] > 0
+    # every writer finished one whole iteration (a release and an entry) before its kill
+    assert isinstance(result["final_entries"], int) and result["final_entries"] >= 2 * 5
