@@ -7,10 +7,19 @@
     ├── InvalidInput                 the user's files are wrong; carries
     │   │                            every diagnostic of the run           (exit 1)
     │   └── ManifestInvalid          manifests failed validation
+    ├── Refused                      understood, but a policy forbids it: a
+    │   │                            gate, a hold, approval, soak; carries
+    │   │                            the plan that says why                (exit 1)
+    │   └── PromotionInFlight        a promotion of this app into this env
+    │                                is already proposed (branch or PR)
     └── ExternalError                something outside failed (git, docker,
         │                            registry, cluster, model provider)    (exit 2)
         ├── Retryable                try again after ``delay`` seconds
+        │   └── GitPushRejected      the remote moved (someone pushed
+        │                            first): fetch, rebase, re-check, retry
         └── Permanent                retrying will not help
+            └── PullRequestExists    GitHub already has an open PR for
+                                     this head branch (422)
 
 Every error carries a message a person can act on. Adapters raise the
 ``ExternalError`` family ``from`` the library exception they caught, so the
@@ -82,3 +91,33 @@ class Retryable(ExternalError):
 
 class Permanent(ExternalError):
     """A failure that retrying will not fix; the message says what to change."""
+
+
+class Refused(LlmopsError):
+    """The request is understood, but a policy forbids it; ``detail`` is the plan saying why."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, detail: object = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class PromotionInFlight(Refused):
+    """A promotion (or rollback) of this app into this environment is already proposed."""
+
+
+class GitPushRejected(Retryable):
+    """The remote refused a push because its branch moved; ``reason`` is git's word for it.
+
+    ``fetch first`` / ``non-fast-forward``: someone pushed first. ``stale info``: a
+    ``--force-with-lease`` expectation failed (for a create-only push: the ref exists).
+    """
+
+    def __init__(self, message: str, reason: str, delay: float = 0.0) -> None:
+        super().__init__(message, delay)
+        self.reason = reason
+
+
+class PullRequestExists(Permanent):
+    """GitHub answered 422: an open pull request for this head branch already exists."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llmops.domain.diagnostics import Diagnostic
-from llmops.domain.models import EvalSuite, Environment, LLMApp, Pipeline
+from llmops.domain.models import Environment, EvalSuite, LLMApp, Pipeline
 
 
 @dataclass(frozen=True, slots=True)

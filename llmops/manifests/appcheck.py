@@ -24,12 +24,17 @@ _MAX_INCLUDE_DEPTH = 8
 
 
 def check_app(
-    ctx: Context, parsed: Parsed[LLMApp], app_dir: Path, suite_index: dict[str, set[str]]
+    ctx: Context,
+    parsed: Parsed[LLMApp],
+    app_dir: Path,
+    suite_index: dict[str, set[str]],
+    unloaded_suites: list[str] | None = None,
 ) -> AppSource | None:
     """Validate everything one app references; the AppSource when it is all sound.
 
     Every suite that loads is added to ``suite_index`` (name -> case ids), even when
-    the app has other errors, so pipelines are not blamed for the app's mistakes.
+    the app has other errors, so pipelines are not blamed for the app's mistakes; the
+    files of listed suites that do not load are appended to ``unloaded_suites``.
     """
     app = parsed.model
     assert app is not None and parsed.doc is not None
@@ -44,7 +49,9 @@ def check_app(
         )
     used = _check_templates(ctx, parsed, app_dir)
     declared = app.spec.prompt.inputs
-    for name in sorted(set(declared) - used):
+    # Unknown when a template could not be analysed, or when one reads them all via `inputs`.
+    unused = set() if used is None or "inputs" in used else set(declared) - used
+    for name in sorted(unused):
         ctx.report(
             parsed.file,
             parsed.doc.mark_for(("spec", "prompt", "inputs", name), key=True),
@@ -53,7 +60,8 @@ def check_app(
             "warning",
         )
     _check_json_schema(ctx, parsed, app_dir)
-    suites = _check_suites(ctx, parsed, app_dir)
+    unloaded = unloaded_suites if unloaded_suites is not None else []
+    suites = _check_suites(ctx, parsed, app_dir, unloaded)
     for source in suites:
         suite_index.setdefault(source.name, set()).update(c.id for c in source.suite.spec.cases)
     after = len([d for d in ctx.diagnostics if d.severity == "error"])
@@ -67,20 +75,22 @@ def check_app(
     )
 
 
-def _check_templates(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> set[str]:
-    """Check both templates (and what they include); return the input names they use."""
+def _check_templates(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> set[str] | None:
+    """Check both templates (and what they include); return the names they use, or None
+    when some template could not be analysed (so which inputs are used is unknown)."""
     app = parsed.model
     assert app is not None
     used: set[str] = set()
+    complete = True
     for field_name in ("system", "user"):
         rel = getattr(app.spec.prompt, field_name)
         if rel is None:
             continue
         path = ("spec", "prompt", field_name)
         target = ctx.referenced_file(app_dir, rel, parsed, path, "template")
-        if target is not None:
-            _check_template(ctx, parsed, app_dir, target, used, 0, set())
-    return used
+        if target is None or not _check_template(ctx, parsed, app_dir, target, used, 0, set()):
+            complete = False
+    return used if complete else None
 
 
 def _check_template(
@@ -91,42 +101,50 @@ def _check_template(
     used: set[str],
     depth: int,
     seen: set[Path],
-) -> None:
+) -> bool:
+    """Check one template and its includes; False when any of them could not be analysed."""
     app = parsed.model
     assert app is not None
     if target in seen or depth > _MAX_INCLUDE_DEPTH:
-        return
+        return True
     seen.add(target)
     file = ctx.display(target)
     text = ctx.read_text(target, MAX_TEMPLATE_BYTES, "template")
     if text is None:
-        return
+        return False
     info = analyse(text)
     if isinstance(info, TemplateProblem):
         ctx.report(file, Mark(info.line, 1), "", info.message)
-        return
+        return False
+    complete = True
     _check_variables(ctx, parsed, file, info)
     used.update(info.variables)
-    for ref in info.references:
+    lines = info.reference_lines or (1,) * len(info.references)
+    for ref, line in zip(info.references, lines, strict=True):
         if ref is None:
             ctx.report(
-                file, Mark(1, 1), "", "includes a template by a computed name; name it literally"
+                file, Mark(line, 1), "", "includes a template by a computed name; name it literally"
             )
+            complete = False
             continue
         problem = rel_path_problem(ref)
         if problem:
-            ctx.report(file, Mark(1, 1), "", f"include {ref!r}: {problem}")
+            ctx.report(file, Mark(line, 1), "", f"include {ref!r}: {problem}")
+            complete = False
             continue
         included = app_dir / ref
         if not ctx.inside(included) or not included.is_file():
             ctx.report(
                 file,
-                Mark(1, 1),
+                Mark(line, 1),
                 "",
                 f"includes {ref!r}, which does not exist inside the app directory {ctx.display(app_dir)}",
             )
+            complete = False
             continue
-        _check_template(ctx, parsed, app_dir, included, used, depth + 1, seen)
+        if not _check_template(ctx, parsed, app_dir, included, used, depth + 1, seen):
+            complete = False
+    return complete
 
 
 def _check_variables(ctx: Context, parsed: Parsed[LLMApp], file: str, info: TemplateInfo) -> None:
@@ -169,26 +187,45 @@ def _check_json_schema(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> N
         file, mark = ctx.display(target), Mark(1, 1)
     if schema is None:
         return
-    problem = schema_problem(schema)
-    if problem:
-        ctx.report(file, mark, path if file == parsed.file else "", problem)
+    if file != parsed.file:
+        problem = schema_problem(schema)
+        if problem:
+            ctx.report(file, mark, "", problem)
+        return
+    found = _schema_error(schema)
+    if found:
+        where, message = found
+        ctx.report(file, parsed.doc.mark_for((*path, *where)), (*path, *where), message)
 
 
 def schema_problem(schema: Any) -> str | None:
     """Why ``schema`` is not a usable JSON Schema, or None."""
+    found = _schema_error(schema)
+    if found is None:
+        return None
+    where, message = found
+    if not where:
+        return message
+    pointer = "/".join(str(p) for p in where)
+    return message.replace("not a valid JSON Schema", f"not a valid JSON Schema at {pointer}", 1)
+
+
+def _schema_error(schema: Any) -> tuple[tuple[str | int, ...], str] | None:
+    """Where in ``schema`` (a path) and why it is not a usable JSON Schema, or None."""
     import jsonschema
 
     if not isinstance(schema, dict):
-        return "a JSON Schema must be an object"
+        return (), "a JSON Schema must be an object"
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
-        return f"not a valid JSON Schema at {where}: {exc.message}"
+        return tuple(exc.absolute_path), f"not a valid JSON Schema: {exc.message}"
     return None
 
 
-def _check_suites(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> list[SuiteSource]:
+def _check_suites(
+    ctx: Context, parsed: Parsed[LLMApp], app_dir: Path, unloaded: list[str]
+) -> list[SuiteSource]:
     app = parsed.model
     assert app is not None
     suites: list[SuiteSource] = []
@@ -197,10 +234,12 @@ def _check_suites(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> list[S
         path = ("spec", "evals", index)
         target = ctx.referenced_file(app_dir, rel, parsed, path, "eval suite")
         if target is None:
+            unloaded.append(ctx.display(app_dir / rel))
             continue
         loaded: Parsed[EvalSuite] = ctx.load(target, "EvalSuite")
         suite = loaded.model
         if suite is None:
+            unloaded.append(loaded.file)
             continue
         name = suite.metadata.name
         if name in names:
@@ -213,7 +252,7 @@ def _check_suites(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> list[S
             )
             continue
         names[name] = loaded.file
-        _check_cases(ctx, app, loaded)
+        _check_cases(ctx, parsed, loaded)
         _check_dataset(ctx, loaded, target.parent)
         suites.append(SuiteSource(suite, loaded.file))
     listed = {(app_dir / rel).resolve() for rel in app.spec.evals}
@@ -231,9 +270,9 @@ def _check_suites(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> list[S
     return suites
 
 
-def _check_cases(ctx: Context, app: LLMApp, loaded: Parsed[EvalSuite]) -> None:
-    suite = loaded.model
-    assert suite is not None and loaded.doc is not None
+def _check_cases(ctx: Context, parsed: Parsed[LLMApp], loaded: Parsed[EvalSuite]) -> None:
+    app, suite = parsed.model, loaded.model
+    assert app is not None and suite is not None and loaded.doc is not None
     declared = app.spec.prompt.inputs
     defaults = suite.spec.defaults.inputs
     for index, case in enumerate(suite.spec.cases):
@@ -243,7 +282,11 @@ def _check_cases(ctx: Context, app: LLMApp, loaded: Parsed[EvalSuite]) -> None:
             where = (*base, "inputs", name)
             if name not in declared:
                 close = difflib.get_close_matches(name, list(declared), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else f"; declare it under spec.prompt.inputs in {parsed.file} or remove it"
+                )
                 ctx.report(
                     loaded.file,
                     loaded.doc.mark_for(where, key=True),
@@ -258,9 +301,10 @@ def _check_cases(ctx: Context, app: LLMApp, loaded: Parsed[EvalSuite]) -> None:
             if spec.is_required and name not in merged:
                 ctx.report(
                     loaded.file,
-                    loaded.doc.mark_for(base),
+                    loaded.doc.mark_for((*base, "inputs")),
                     (*base, "inputs"),
-                    f"case {case.id!r} misses required input {name!r}",
+                    f"case {case.id!r} misses required input {name!r}; add it to the case's "
+                    "inputs or to spec.defaults.inputs",
                 )
 
 

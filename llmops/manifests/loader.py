@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from llmops.domain.diagnostics import Diagnostic, Severity
 from llmops.domain.models import API_VERSION, KINDS
-from llmops.manifests.messages import diagnostics_from, dotted
+from llmops.manifests.messages import diagnostics_from, dotted, show
 from llmops.manifests.yamldoc import Mark, YamlDoc, YamlError, parse
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -44,6 +44,10 @@ class Context:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: int = 0
 
+    def __post_init__(self) -> None:
+        self._root_str = str(self.root)
+        self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
+
     def display(self, path: Path) -> str:
         try:
             rel = path.relative_to(self.root).as_posix()
@@ -70,7 +74,10 @@ class Context:
             size = path.stat().st_size
             if size > limit:
                 self.report(
-                    file, None, "", f"{what} is {size:,} bytes; the limit is {limit:,} bytes"
+                    file,
+                    None,
+                    "",
+                    f"{what} is {size:,} bytes, over the limit of {limit:,} bytes; make it smaller",
                 )
                 return None
             raw = path.read_bytes()
@@ -82,16 +89,19 @@ class Context:
             return None
         self.files += 1
         if b"\x00" in raw:
-            self.report(file, None, "", f"{what} is binary (contains NUL bytes); expected UTF-8 text")
+            self.report(
+                file,
+                _byte_mark(raw, raw.index(b"\x00")),
+                "",
+                f"{what} is binary (contains NUL bytes); expected UTF-8 text",
+            )
             return None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
             self.report(
                 file,
-                Mark(line, column),
+                _byte_mark(raw, exc.start),
                 "",
                 f"{what} is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8",
             )
@@ -101,9 +111,10 @@ class Context:
     def inside(self, path: Path) -> bool:
         """Whether ``path``, symlinks resolved, stays inside the repository."""
         try:
-            return path.resolve().is_relative_to(self.root)
-        except (OSError, RuntimeError):
+            real = os.path.realpath(path)
+        except (OSError, ValueError):
             return False
+        return real == self._root_str or real.startswith(self._root_prefix)
 
     def referenced_file(
         self,
@@ -144,13 +155,17 @@ class Context:
         try:
             doc = parse(text)
         except YamlError as exc:
-            self.report(file, exc.mark, "", exc.message)
+            self.report(file, exc.mark, exc.path, exc.message)
             return Parsed(None, None, file, path)
         model = KINDS[kind]
         data = doc.data
         if data is None:
+            what = "is empty" if not text.strip() else "holds no YAML value (only comments or null)"
             self.report(
-                file, Mark(1, 1), "", f"file is empty; expected a {kind} manifest (see `llmops schema {kind}`)"
+                file,
+                Mark(1, 1),
+                "",
+                f"file {what}; expected {_a(kind)} manifest (see `llmops schema {kind}`)",
             )
             return Parsed(None, doc, file, path)
         if not isinstance(data, dict):
@@ -159,7 +174,7 @@ class Context:
                 doc.mark_for(()),
                 "",
                 f"a manifest must be a mapping with apiVersion, kind, metadata and spec "
-                f"(got {type(data).__name__}); expected a {kind}",
+                f"(got {type(data).__name__}); expected {_a(kind)}",
             )
             return Parsed(None, doc, file, path)
         found_kind = data.get("kind")
@@ -168,9 +183,9 @@ class Context:
                 message = f"required field 'kind' is missing; add kind: {kind}"
                 mark = doc.mark_for(())
             else:
-                message = f"expected kind {kind} here (got {found_kind!r})"
-                if found_kind in KINDS:
-                    message += f"; a {found_kind} belongs {_home(str(found_kind))}"
+                message = f"expected kind {kind} here (got {show(found_kind)})"
+                if isinstance(found_kind, str) and found_kind in KINDS:
+                    message += f"; {_a(str(found_kind))} belongs {_home(str(found_kind))}"
                 mark = doc.mark_for(("kind",))
             self.report(file, mark, "kind", message)
             return Parsed(None, doc, file, path)
@@ -180,7 +195,7 @@ class Context:
                 file,
                 doc.mark_for(("apiVersion",)),
                 "apiVersion",
-                f"must be {API_VERSION} (got {got!r})" if got is not None
+                f"must be {API_VERSION} (got {show(got)})" if got is not None
                 else f"required field 'apiVersion' is missing; add apiVersion: {API_VERSION}",
             )
             return Parsed(None, doc, file, path)
@@ -190,6 +205,17 @@ class Context:
             self.diagnostics.extend(diagnostics_from(exc, doc, file, model))
             return Parsed(None, doc, file, path)
         return Parsed(validated, doc, file, path)
+
+
+def _byte_mark(raw: bytes, offset: int) -> Mark:
+    """The 1-based line and column (in bytes) of ``offset`` in ``raw``."""
+    line = raw.count(b"\n", 0, offset) + 1
+    return Mark(line, offset - (raw.rfind(b"\n", 0, offset) + 1) + 1)
+
+
+def _a(kind: str) -> str:
+    """``kind`` with its indefinite article: an LLMApp, an EvalSuite, a Pipeline."""
+    return f"{'an' if kind[:1] in 'AEILOU' else 'a'} {kind}"
 
 
 def _home(kind: str) -> str:

@@ -148,7 +148,26 @@ def _step(annotation: Any, part: str | int) -> Any:
     return None
 
 
-def unknown_field_message(key: str, allowed: list[str]) -> str:
+#: Fields people put one level too high, keyed by (kind, parent path, key).
+_MISPLACED = {
+    ("Environment", ("spec",), "replicas"): "spec.overrides.<app>.replicas",
+    ("Environment", ("spec",), "resources"): "spec.overrides.<app>.resources",
+    ("Environment", ("spec",), "model"): "spec.overrides.<app>.model",
+    ("Environment", ("spec",), "namespace"): "spec.target.namespace",
+    ("LLMApp", ("spec",), "params"): "spec.model.params",
+    ("LLMApp", ("spec",), "temperature"): "spec.model.params.temperature",
+    ("LLMApp", ("spec",), "inputs"): "spec.prompt.inputs",
+    ("LLMApp", ("spec",), "replicas"): "spec.serving.replicas",
+    ("Pipeline", ("spec",), "gate"): "spec.stages[].gate",
+}
+
+
+def unknown_field_message(
+    key: str, allowed: list[str], model: type[BaseModel] | None = None, parent: Path = ()
+) -> str:
+    home = _MISPLACED.get((model.__name__ if model else "", tuple(parent), key))
+    if home:
+        return f"unknown field {key!r} here; it belongs under {home}"
     camel = to_camel(key) if "_" in key else None
     if camel and camel in allowed:
         return f"unknown field {key!r}; did you mean {camel!r}? (fields are camelCase)"
@@ -168,7 +187,9 @@ def message_for(error: Any, path: Path, model: type[BaseModel]) -> str:
     if kind == "missing":
         return f"required field {path[-1]!r} is missing; add it" if path else "required field missing"
     if kind == "extra_forbidden":
-        return unknown_field_message(str(path[-1]), allowed_keys(model, path[:-1]))
+        return unknown_field_message(
+            str(path[-1]), allowed_keys(model, path[:-1]), model, path[:-1]
+        )
     if kind in _TYPE_NAMES:
         hint = ""
         if kind == "string_type" and isinstance(error.get("input"), bool | int | float):
@@ -203,7 +224,9 @@ def diagnostics_from(
     """One diagnostic per pydantic error, positioned in ``doc``."""
     found: list[Diagnostic] = []
     for error in exc.errors(include_url=False):
-        path = real_path(tuple(error["loc"]), doc.data)
+        # A model-level check may name the offending field below its loc in ctx["at"].
+        at = (error.get("ctx") or {}).get("at") or ()
+        path = real_path((*error["loc"], *at), doc.data)
         kind = error["type"]
         if kind == "missing":
             mark = doc.mark_for(path[:-1])

@@ -51,6 +51,7 @@ def validate_repo(root: Path, prefix: str = "") -> ValidationReport:
     apps: dict[str, AppSource] = {}
     app_names: set[str] = set()
     suite_index: dict[str, set[str]] = {}
+    unloaded_suites: list[str] = []
     every_app_loaded = True
     for app_dir in _app_dirs(ctx, manifests_dir):
         candidates = [app_dir / "app.yaml", app_dir / "app.yml"]
@@ -59,6 +60,9 @@ def validate_repo(root: Path, prefix: str = "") -> ValidationReport:
             ctx.report(
                 ctx.display(app_dir), None, "", "no app.yaml in this app directory; add one or remove it"
             )
+            # Still an app by its directory: references to it are not reported as unknown.
+            app_names.add(app_dir.name)
+            every_app_loaded = False
             continue
         parsed: Parsed[LLMApp] = ctx.load(existing[0], "LLMApp")
         parsed_all.append(parsed)
@@ -67,7 +71,7 @@ def validate_repo(root: Path, prefix: str = "") -> ValidationReport:
             every_app_loaded = False
             continue
         name = parsed.model.metadata.name
-        source = check_app(ctx, parsed, app_dir, suite_index)
+        source = check_app(ctx, parsed, app_dir, suite_index, unloaded_suites)
         if source is not None and name not in apps:
             apps[name] = source
     for stray in yaml_files(manifests_dir):
@@ -93,9 +97,11 @@ def validate_repo(root: Path, prefix: str = "") -> ValidationReport:
             environments[env.model.metadata.name] = EnvironmentSource(env.model, env.file)
 
     pipelines: list[Parsed[Pipeline]] = []
+    every_pipeline_loaded = True
     for path in yaml_files(pipe_dir):
         pipe: Parsed[Pipeline] = ctx.load(path, "Pipeline")
         parsed_all.append(pipe)
+        every_pipeline_loaded = every_pipeline_loaded and pipe.model is not None
         if pipe.model is not None:
             if any(p.model and p.model.metadata.name == pipe.model.metadata.name for p in pipelines):
                 assert pipe.doc is not None
@@ -106,7 +112,13 @@ def validate_repo(root: Path, prefix: str = "") -> ValidationReport:
                     f"pipeline name {pipe.model.metadata.name!r} is used twice",
                 )
             pipelines.append(pipe)
-    check_pipelines(ctx, pipelines, env_names, suite_index if every_app_loaded else None)
+    check_pipelines(
+        ctx,
+        pipelines,
+        env_names,
+        suite_index if every_app_loaded and not unloaded_suites else None,
+        every_pipeline_loaded=every_pipeline_loaded,
+    )
 
     for parsed_file in parsed_all:
         check_app_env(ctx, parsed_file)

@@ -13,6 +13,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 _ENV = SandboxedEnvironment(autoescape=False)
 _GLOBALS = frozenset(_ENV.globals)
+#: Names Jinja2 binds inside loops, macros and call blocks.
+_ALWAYS_BOUND = frozenset({"loop", "caller", "varargs", "kwargs", "self"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,23 +27,55 @@ class TemplateProblem:
 
 @dataclass(frozen=True, slots=True)
 class TemplateInfo:
-    """What a template needs: free variables (with the first line each is used) and includes."""
+    """What a template needs: free variables (with the first line each is used) and the
+    templates it includes, imports or extends (None for a computed name), each with the
+    line it is named on in ``reference_lines``."""
 
     variables: dict[str, int]
     references: tuple[str | None, ...]
+    reference_lines: tuple[int, ...] = ()
 
 
 def analyse(source: str) -> TemplateInfo | TemplateProblem:
-    """Parse ``source``; a syntax error comes back as a problem, never raised."""
+    """Parse ``source``; a syntax error comes back as a problem, never raised.
+
+    One pass over the AST finds free variables (loaded and never bound by ``set``,
+    ``for``, ``with`` or macro parameters), unknown filters and tests, and references
+    to other templates. It replaces ``jinja2.meta.find_undeclared_variables``, which
+    runs the whole code generator and costs several times more.
+    """
     try:
         ast = _ENV.parse(source)
     except TemplateSyntaxError as exc:
         return TemplateProblem(exc.lineno or 1, f"template syntax error: {exc.message}")
-    free = meta.find_undeclared_variables(ast) - _GLOBALS
-    first_line: dict[str, int] = {}
-    for name in ast.find_all(nodes.Name):
-        if name.name in free and name.ctx == "load":
-            first_line.setdefault(name.name, name.lineno)
-    for missing in free - set(first_line):
-        first_line[missing] = 1
-    return TemplateInfo(first_line, tuple(meta.find_referenced_templates(ast)))
+    loaded: dict[str, int] = {}
+    bound: set[str] = set(_ALWAYS_BOUND)
+    for node in ast.find_all((nodes.Name, nodes.Macro, nodes.CallBlock, nodes.Filter, nodes.Test)):
+        if isinstance(node, nodes.Name):
+            if node.ctx == "load":
+                loaded.setdefault(node.name, node.lineno)
+            else:
+                bound.add(node.name)
+        elif isinstance(node, nodes.Filter | nodes.Test):
+            known = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
+            if node.name not in known:
+                what = "filter" if isinstance(node, nodes.Filter) else "test"
+                return TemplateProblem(
+                    node.lineno,
+                    f"template error: no {what} named {node.name!r}; "
+                    f"only Jinja2's built-in {what}s are available",
+                )
+        else:
+            bound.update(arg.name for arg in node.args)
+            if isinstance(node, nodes.Macro):
+                bound.add(node.name)
+    free = {
+        name: line for name, line in loaded.items() if name not in bound and name not in _GLOBALS
+    }
+    references: list[str | None] = []
+    lines: list[int] = []
+    for node in ast.find_all((nodes.Extends, nodes.FromImport, nodes.Import, nodes.Include)):
+        for ref in meta.find_referenced_templates(nodes.Template([node])):
+            references.append(ref)
+            lines.append(node.lineno)
+    return TemplateInfo(free, tuple(references), tuple(lines))

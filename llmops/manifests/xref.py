@@ -18,7 +18,7 @@ from llmops.manifests.loader import Context, Parsed
 from llmops.manifests.messages import dotted
 
 #: Shapes of well-known credentials; a match anywhere in a manifest is an error.
-SECRET_PATTERNS = (
+SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\bsk-(proj-|ant-)?[A-Za-z0-9_-]{20,}"),
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"),
@@ -26,6 +26,7 @@ SECRET_PATTERNS = (
     re.compile(r"\bxox[abpr]-[A-Za-z0-9-]{10,}"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
 )
+_ANY_SECRET = re.compile("|".join(f"(?:{p.pattern})" for p in SECRET_PATTERNS))
 _SECRETISH_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?$", re.I)
 
 
@@ -77,9 +78,12 @@ def check_pipelines(
     pipelines: list[Parsed[Pipeline]],
     environments: set[str],
     suites: dict[str, set[str]] | None,
+    *,
+    every_pipeline_loaded: bool = True,
 ) -> None:
     """Check stages against environments and, when every app loaded (``suites`` is not
-    None), gate suites and required cases against the suites that exist."""
+    None), gate suites and required cases against the suites that exist. Environments
+    in no pipeline are reported only when every pipeline loaded."""
     owner: dict[str, str] = {}
     for parsed in pipelines:
         pipeline = parsed.model
@@ -127,18 +131,17 @@ def check_pipelines(
                         where,
                         f"{ref!r} names no case; use '<suite>/<case id>' of an existing suite",
                     )
-        if stages_first := pipeline.spec.stages[0]:
-            if stages_first.source is None:
-                where = ("spec", "stages", 0)
-                ctx.report(
-                    parsed.file,
-                    parsed.doc.mark_for(where),
-                    (*where, "source"),
-                    "the first stage takes source: head (it deploys the branch's HEAD); "
-                    "add source: head",
-                    "warning",
-                )
-    for env in sorted(environments - set(owner)):
+        if pipeline.spec.stages[0].source is None:
+            where = ("spec", "stages", 0)
+            ctx.report(
+                parsed.file,
+                parsed.doc.mark_for(where),
+                (*where, "source"),
+                "the first stage takes source: head (it deploys the branch's HEAD); "
+                "add source: head",
+                "warning",
+            )
+    for env in sorted(environments - set(owner) if every_pipeline_loaded else ()):
         ctx.report(
             f"environments/{env}.yaml" if not ctx.prefix else f"{ctx.prefix}/environments/{env}.yaml",
             None,
@@ -180,7 +183,7 @@ def scan_secrets(ctx: Context, parsed: Parsed[Any]) -> None:
     for path, value in _strings(parsed.doc.data, ()):
         if (parsed.file, dotted(path)) in reported:
             continue
-        if any(p.search(value) for p in SECRET_PATTERNS):
+        if _ANY_SECRET.search(value):
             ctx.report(
                 parsed.file,
                 parsed.doc.mark_for(path),

@@ -7,7 +7,6 @@ duplicate keys, non-scalar keys and alias bombs are errors with a line and colum
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,35 +45,142 @@ class Mark:
 
 
 class YamlError(Exception):
-    """A document that is not acceptable YAML; ``mark`` says where."""
+    """A document that is not acceptable YAML; ``mark`` says where, ``path`` in which field."""
 
-    def __init__(self, message: str, mark: Mark) -> None:
+    def __init__(self, message: str, mark: Mark, path: Path = ()) -> None:
         super().__init__(message)
         self.message = message
         self.mark = mark
+        self.path = path
 
 
-@dataclass(frozen=True, slots=True)
 class YamlDoc:
-    """Plain data plus the position of every value (``marks``) and mapping key (``key_marks``)."""
+    """Plain data, and the composed node tree that says where each value came from.
 
-    data: Any
-    marks: dict[Path, Mark]
-    key_marks: dict[Path, Mark]
+    Positions are looked up on demand by walking the node tree along a path, so a
+    valid file costs nothing for them; ``marks`` and ``key_marks`` build the full maps
+    (for tests and tools).
+    """
+
+    __slots__ = ("_key_marks", "_marks", "data", "root")
+
+    def __init__(self, data: Any, root: Node | None) -> None:
+        self.data = data
+        self.root = root
+        self._marks: dict[Path, Mark] | None = None
+        self._key_marks: dict[Path, Mark] | None = None
 
     def mark_for(self, path: Path, *, key: bool = False) -> Mark:
-        """The position of the deepest existing prefix of ``path``."""
-        probe = tuple(path)
-        while probe:
-            found = (self.key_marks if key else self.marks).get(probe) or self.marks.get(probe)
-            if found:
+        """The position of ``path`` (of its key with ``key=True``), or of its deepest
+        existing prefix."""
+        node = self.root
+        if node is None:
+            return Mark(1, 1)
+        found = _mark(node)
+        for index, part in enumerate(path):
+            last = index == len(path) - 1
+            if isinstance(node, MappingNode) and isinstance(part, str):
+                pair = _find_pair(node, part)
+                if pair is None:
+                    return found
+                if last and key:
+                    return _mark(pair[0])
+                node = pair[1]
+            elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+                node = node.value[part]
+            else:
                 return found
-            probe = probe[:-1]
-        return self.marks.get((), Mark(1, 1))
+            found = _mark(node)
+        return found
+
+    @property
+    def marks(self) -> dict[Path, Mark]:
+        if self._marks is None:
+            self._walk()
+        assert self._marks is not None
+        return self._marks
+
+    @property
+    def key_marks(self) -> dict[Path, Mark]:
+        if self._key_marks is None:
+            self._walk()
+        assert self._key_marks is not None
+        return self._key_marks
+
+    def _walk(self) -> None:
+        marks: dict[Path, Mark] = {}
+        key_marks: dict[Path, Mark] = {}
+        if self.root is None:
+            marks[()] = Mark(1, 1)
+
+        def visit(node: Node, path: Path, depth: int) -> None:
+            marks.setdefault(path, _mark(node))
+            if depth > MAX_DEPTH:
+                return
+            if isinstance(node, SequenceNode):
+                for i, item in enumerate(node.value):
+                    visit(item, (*path, i), depth + 1)
+            elif isinstance(node, MappingNode):
+                for key_node, value_node in _expanded_pairs(node, 0):
+                    child = (*path, str(key_node.value))
+                    key_marks.setdefault(child, _mark(key_node))
+                    visit(value_node, child, depth + 1)
+
+        if self.root is not None:
+            visit(self.root, (), 0)
+        self._marks, self._key_marks = marks, key_marks
+
+
+def _find_pair(node: MappingNode, key: str) -> tuple[Node, Node] | None:
+    """The pair for ``key`` in a mapping, merge keys followed (explicit keys win)."""
+    for pair in _expanded_pairs(node, 0):
+        if isinstance(pair[0], ScalarNode) and str(pair[0].value) == key:
+            return pair
+    return None
+
+
+def _expanded_pairs(node: MappingNode, depth: int) -> list[tuple[Node, Node]]:
+    """Pairs with ``<<`` merges expanded: explicit keys win, then the first merged source."""
+    own: list[tuple[Node, Node]] = []
+    merged: dict[str, tuple[Node, Node]] = {}
+    for key, value in node.value:
+        if key.tag == _TAG + "merge" and depth <= MAX_DEPTH:
+            sources = value.value if isinstance(value, SequenceNode) else [value]
+            for source in sources:
+                if isinstance(source, MappingNode):
+                    for pair in _expanded_pairs(source, depth + 1):
+                        if isinstance(pair[0], ScalarNode):
+                            merged.setdefault(str(pair[0].value), pair)
+        else:
+            own.append((key, value))
+    own_keys = {str(k.value) for k, _ in own if isinstance(k, ScalarNode)}
+    return [pair for name, pair in merged.items() if name not in own_keys] + own
+
+
+_CONTEXTS = {
+    "flow sequence": "in the list opened by '['",
+    "flow mapping": "in the mapping opened by '{'",
+    "quoted scalar": "in the quoted text opened",
+    "block mapping": "in the mapping starting",
+    "block collection": "in the list starting",
+}
+
+
+def _indented_by_tab(text: str, line: int, column: int) -> bool:
+    """Whether the 0-based ``line`` and ``column`` is a tab in the line's indentation."""
+    lines = text.split("\n")
+    if line >= len(lines) or column >= len(lines[line]):
+        return False
+    return lines[line][column] == "\t" and not lines[line][:column].strip(" \t")
 
 
 def _mark(node: Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _tag(tag: str) -> str:
+    """A tag as it is written in YAML: ``!!python/object`` rather than its full URI."""
+    return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
 
 
 def parse(text: str) -> YamlDoc:
@@ -87,98 +193,148 @@ def parse(text: str) -> YamlDoc:
         where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
         problem = exc.problem or "invalid YAML"
         if "expected a single document" in str(exc):
-            problem = "a manifest file holds one YAML document; split the others into their own files"
+            problem = (
+                "a manifest file holds one YAML document; split the others into their own files"
+            )
+        elif mark is not None and _indented_by_tab(text, mark.line, mark.column):
+            problem = "a tab cannot indent YAML; indent with spaces"
+        elif exc.context and exc.context_mark:
+            # An unclosed [ or quote is noticed later than where it opened: say where.
+            opened = next((v for k, v in _CONTEXTS.items() if k in exc.context), None)
+            start = exc.context_mark
+            if opened:
+                problem += f" ({opened} at line {start.line + 1}, column {start.column + 1})"
         raise YamlError(f"YAML syntax error: {problem}", where) from None
     except yaml.YAMLError as exc:
         raise YamlError(f"YAML syntax error: {exc}", Mark(1, 1)) from None
     finally:
         loader.dispose()
     if root is None:
-        return YamlDoc(None, {(): Mark(1, 1)}, {})
+        return YamlDoc(None, None)
     builder = _Builder()
-    data = builder.build(root, (), 0)
-    return YamlDoc(data, builder.marks, builder.key_marks)
+    data = builder.build(root, 0)
+    return YamlDoc(data, root)
+
+
+_STR, _SEQ, _MAP, _MERGE = _TAG + "str", _TAG + "seq", _TAG + "map", _TAG + "merge"
 
 
 class _Builder:
-    def __init__(self) -> None:
-        self.marks: dict[Path, Mark] = {}
-        self.key_marks: dict[Path, Mark] = {}
-        self.count = 0
+    """Builds plain data from the node tree, aliases expanded within a budget.
 
-    def build(self, node: Node, path: Path, depth: int) -> Any:
+    The hot path keeps no positions: ``stack`` holds the keys and indexes of the
+    current path, turned into a tuple only when an error is raised.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stack: list[str | int] = []
+
+    def _error(self, message: str, node: Node, extra: tuple[str | int, ...] = ()) -> YamlError:
+        return YamlError(message, _mark(node), (*self.stack, *extra))
+
+    def build(self, node: Node, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
             raise YamlError(
-                f"document expands to more than {MAX_NODES} values (anchors and aliases?); "
-                "manifests must be small",
+                f"document expands to more than {MAX_NODES:,} values (anchors and aliases?); "
+                "manifests must be small: expand fewer aliases",
                 _mark(node),
             )
         if depth > MAX_DEPTH:
             raise YamlError(
                 f"document nests deeper than {MAX_DEPTH} levels (a recursive alias?)", _mark(node)
             )
-        self.marks.setdefault(path, _mark(node))
-        if isinstance(node, ScalarNode):
+        cls = node.__class__
+        if cls is ScalarNode:
+            if node.tag == _STR:
+                return node.value
             return self._scalar(node)
-        if isinstance(node, SequenceNode):
-            self._plain_tag(node, "seq")
-            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            self._plain_tag(node, "map")
-            return self._mapping(node, path, depth)
+        if cls is SequenceNode:
+            if node.tag != _SEQ:
+                raise _unsupported_tag(node, tuple(self.stack))
+            items = []
+            stack = self.stack
+            for index, item in enumerate(node.value):
+                stack.append(index)
+                items.append(self.build(item, depth + 1))
+                stack.pop()
+            return items
+        if cls is MappingNode:
+            if node.tag != _MAP:
+                raise _unsupported_tag(node, tuple(self.stack))
+            return self._mapping(node, depth)
         raise YamlError("unsupported YAML node", _mark(node))  # pragma: no cover
-
-    def _plain_tag(self, node: Node, kind: str) -> None:
-        if node.tag != _TAG + kind:
-            raise YamlError(f"unsupported YAML tag {node.tag!r}; remove it", _mark(node))
 
     def _scalar(self, node: ScalarNode) -> Any:
         builder = _SCALAR_BUILDERS.get(node.tag)
         if builder is None:
-            raise YamlError(
-                f"unsupported YAML tag {node.tag!r}; only plain values, lists and mappings are allowed",
-                _mark(node),
-            )
+            raise _unsupported_tag(node, tuple(self.stack))
         try:
             return builder(node)
         except (ValueError, yaml.YAMLError) as exc:
-            raise YamlError(f"cannot read value {node.value!r}: {exc}", _mark(node)) from None
+            raise self._error(f"cannot read value {node.value!r}: {exc}", node) from None
 
-    def _pairs(self, node: MappingNode, depth: int) -> Iterator[tuple[Node, Node]]:
-        """Key/value pairs with ``<<`` merge keys expanded (explicit keys win)."""
-        merged: list[tuple[Node, Node]] = []
+    def _pairs(self, node: MappingNode, depth: int) -> list[tuple[Node, Node]]:
+        """Key/value pairs with ``<<`` merge keys expanded: explicit keys win over merged
+        ones, and of merged keys the first source wins (YAML's merge-key rules)."""
+        if not any(key.tag == _MERGE for key, _ in node.value):
+            return node.value  # type: ignore[no-any-return]
+        merged: dict[str, tuple[Node, Node]] = {}
         own: list[tuple[Node, Node]] = []
         for key, value in node.value:
-            if key.tag == _TAG + "merge":
+            if key.tag == _MERGE:
                 sources = value.value if isinstance(value, SequenceNode) else [value]
                 for source in sources:
                     if not isinstance(source, MappingNode):
                         raise YamlError("'<<' merges only mappings", _mark(source))
                     if depth > MAX_DEPTH:
                         raise YamlError("merge keys nest too deeply", _mark(source))
-                    merged.extend(self._pairs(source, depth + 1))
+                    for pair in self._pairs(source, depth + 1):
+                        self.count += 1
+                        if self.count > MAX_NODES:
+                            raise YamlError(
+                                f"document expands to more than {MAX_NODES:,} values "
+                                "(anchors and aliases?); manifests must be small: expand fewer aliases",
+                                _mark(pair[0]),
+                            )
+                        if not isinstance(pair[0], ScalarNode):
+                            raise YamlError(_PLAIN_KEYS, _mark(pair[0]))
+                        merged.setdefault(str(pair[0].value), pair)
             else:
                 own.append((key, value))
-        own_keys = {k.value for k, _ in own if isinstance(k, ScalarNode)}
-        yield from ((k, v) for k, v in merged if k.value not in own_keys)
-        yield from own
+        own_keys = {str(k.value) for k, _ in own if isinstance(k, ScalarNode)}
+        return [pair for name, pair in merged.items() if name not in own_keys] + own
 
-    def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, Any]:
+    def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        merged_seen: set[str] = set()
+        first_key: dict[str, Node] = {}
+        stack = self.stack
         for key_node, value_node in self._pairs(node, depth):
-            if not isinstance(key_node, ScalarNode):
-                raise YamlError("mapping keys must be plain text, not lists or mappings", _mark(key_node))
+            if key_node.__class__ is not ScalarNode:
+                raise self._error(_PLAIN_KEYS, key_node)
             key = str(key_node.value)
-            child = (*path, key)
             if key in result:
-                if key in merged_seen:
-                    merged_seen.discard(key)
-                else:
-                    first = self.key_marks.get(child)
-                    where = f" (first at line {first.line})" if first else ""
-                    raise YamlError(f"duplicate key {key!r}{where}; keep one", _mark(key_node))
-            self.key_marks[child] = _mark(key_node)
-            result[key] = self.build(value_node, child, depth + 1)
+                first = first_key[key]
+                raise self._error(
+                    f"duplicate key {key!r} (first at line {first.start_mark.line + 1}); keep one",
+                    key_node,
+                    (key,),
+                )
+            first_key[key] = key_node
+            stack.append(key)
+            result[key] = self.build(value_node, depth + 1)
+            stack.pop()
         return result
+
+
+_PLAIN_KEYS = "mapping keys must be plain text, not lists or mappings"
+
+
+def _unsupported_tag(node: Node, path: Path) -> YamlError:
+    return YamlError(
+        f"unsupported YAML tag {_tag(node.tag)!r}; remove it: only plain values, lists and "
+        "mappings are allowed",
+        _mark(node),
+        path,
+    )

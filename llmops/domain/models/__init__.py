@@ -17,4 +17,4 @@ KINDS: dict[str, type[BaseModel]] = {
     "Pipeline": Pipeline,
 }
 
-__all__ = ["API_VERSION", "KINDS", "EvalSuite", "Environment", "LLMApp", "Pipeline"]
+__all__ = ["API_VERSION", "KINDS", "Environment", "EvalSuite", "LLMApp", "Pipeline"]

@@ -36,7 +36,9 @@ TEMPLATE_BUILTINS: dict[str, str] = {
 def _http_url(value: str) -> str:
     if not (value.startswith("http://") or value.startswith("https://")) or len(value) < 10:
         raise PydanticCustomError(
-            "url", "{value!r} is not an http(s) URL, e.g. http://localhost:8000/v1", {"value": value}
+            "url",
+            "{value} is not an http(s) URL, e.g. http://localhost:8000/v1",
+            {"value": repr(value)},
         )
     if "@" in value.split("//", 1)[1].split("/", 1)[0]:
         raise PydanticCustomError(
@@ -120,11 +122,32 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+_ARTICLE = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+}
+_KIND_NAMES = {
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "dict": "mapping",
+    "list": "list",
+    "NoneType": "null",
+}
+
+
+def _kind(value: Any) -> str:
+    return _KIND_NAMES.get(type(value).__name__, type(value).__name__)
+
+
 def input_value_problem(spec: InputSpec, value: Any) -> str | None:
     """Why ``value`` does not fit ``spec``, or None. Shared by validation and the runtime."""
     expected = _PY_TYPES[spec.type]
-    if isinstance(value, bool) and spec.type != "boolean" or not isinstance(value, expected):
-        return f"must be {spec.type} (got {type(value).__name__} {value!r:.60})"
+    if (isinstance(value, bool) and spec.type != "boolean") or not isinstance(value, expected):
+        return f"must be {_ARTICLE[spec.type]} (got {_kind(value)} {value!r:.60})"
     if isinstance(value, str):
         if spec.max_length is not None and len(value) > spec.max_length:
             return f"must be at most {spec.max_length} characters (got {len(value)})"
@@ -186,14 +209,14 @@ class PromptSpec(Strict):
             if not IDENTIFIER_RE.match(name):
                 raise PydanticCustomError(
                     "input_name",
-                    "input name {name!r} must be an identifier (letters, digits, '_')",
-                    {"name": name},
+                    "input name {name} must be an identifier (letters, digits, '_')",
+                    {"name": repr(name)},
                 )
             if name in TEMPLATE_BUILTINS:
                 raise PydanticCustomError(
                     "input_name",
-                    "input name {name!r} is a built-in template variable; pick another name",
-                    {"name": name},
+                    "input name {name} is a built-in template variable; pick another name",
+                    {"name": repr(name)},
                 )
         return value
 

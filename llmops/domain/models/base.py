@@ -85,8 +85,8 @@ def _duration(value: str) -> str:
     if parse_duration(value) is None:
         raise PydanticCustomError(
             "duration",
-            "{value!r} is not a duration: use a number and a unit, e.g. 30s, 15m, 1h, 2d, 1h30m",
-            {"value": value},
+            "{value} is not a duration: use a number and a unit, e.g. 30s, 15m, 1h, 2d, 1h30m",
+            {"value": repr(value)},
         )
     return value
 
@@ -117,8 +117,9 @@ def _quantity(value: str) -> str:
     if not _QUANTITY_RE.match(value):
         raise PydanticCustomError(
             "quantity",
-            "{value!r} is not a Kubernetes quantity: use e.g. 250m or 1 for CPU, 256Mi or 1Gi for memory",
-            {"value": value},
+            "{value} is not a Kubernetes quantity: "
+            "use e.g. 250m or 1 for CPU, 256Mi or 1Gi for memory",
+            {"value": repr(value)},
         )
     return value
 

@@ -35,7 +35,8 @@ class Target(Strict):
     def _namespace(self) -> Target:
         if self.kind == "kubernetes" and self.namespace is None:
             raise PydanticCustomError(
-                "namespace_required", "target kind kubernetes needs namespace"
+                "namespace_required",
+                "target kind kubernetes needs namespace: the Kubernetes namespace to deploy into",
             )
         if self.kind != "kubernetes" and (self.namespace or self.context):
             raise PydanticCustomError(

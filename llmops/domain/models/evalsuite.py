@@ -68,8 +68,8 @@ class Assertion(Strict):
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise PydanticCustomError(
                 "assertion_type",
-                "unknown assertion type {value!r}{hint} (known: {known})",
-                {"value": value, "hint": hint, "known": ", ".join(BASE_ASSERTION_TYPES)},
+                "unknown assertion type {value}{hint} (known: {known})",
+                {"value": repr(value), "hint": hint, "known": ", ".join(BASE_ASSERTION_TYPES)},
             )
         return value
 
@@ -143,8 +143,8 @@ class Case(Strict):
         if not CASE_ID_RE.match(value):
             raise PydanticCustomError(
                 "case_id",
-                "case id {value!r} must be 1-128 letters, digits, '-', '_' or '.'",
-                {"value": value},
+                "case id {value} must be 1-128 letters, digits, '-', '_' or '.'",
+                {"value": repr(value)},
             )
         return value
 
@@ -175,18 +175,21 @@ class SuiteSpec(Strict):
             raise PydanticCustomError(
                 "empty_suite", "a suite needs cases, a dataset, or both"
             )
+        # ``at`` (relative to spec) lets diagnostics point at the offending case.
         seen: set[str] = set()
-        for case in self.cases:
+        for index, case in enumerate(self.cases):
             if case.id in seen:
                 raise PydanticCustomError(
-                    "duplicate_case", "case id {id!r} is used twice", {"id": case.id}
+                    "duplicate_case",
+                    "case id {id} is used twice; case ids are unique within a suite",
+                    {"id": repr(case.id), "at": ("cases", index, "id")},
                 )
             seen.add(case.id)
             if not case.assert_ and not self.defaults.assert_:
                 raise PydanticCustomError(
                     "no_assertions",
-                    "case {id!r} has no assertions (add assert: or defaults.assert)",
-                    {"id": case.id},
+                    "case {id} has no assertions (add assert: or defaults.assert)",
+                    {"id": repr(case.id), "at": ("cases", index)},
                 )
         return self
 

@@ -81,15 +81,16 @@ class PipelineSpec(Strict):
             if stage.env in seen:
                 raise PydanticCustomError(
                     "duplicate_stage",
-                    "environment {env!r} appears in more than one stage",
-                    {"env": stage.env},
+                    "environment {env} appears in more than one stage; remove one of them",
+                    {"env": repr(stage.env), "at": ("stages", index, "env")},
                 )
             seen.add(stage.env)
             if index > 0 and stage.source is not None:
                 raise PydanticCustomError(
                     "stage_source",
-                    "only the first stage takes source: head; stage {env!r} receives promotions",
-                    {"env": stage.env},
+                    "only the first stage takes source: head; stage {env} receives promotions, "
+                    "so remove source here",
+                    {"env": repr(stage.env), "at": ("stages", index, "source")},
                 )
         return self
 
