@@ -20,8 +20,8 @@ from llmops.releases.diff import BundleDiff, diff_bundles
 DEFAULT_ARCHIVE = ".llmops/archive"
 
 
-def archive_for(repo: Repo, override: Path | None = None) -> DirArchive:
-    """The archive a repository's pipeline names (or ``override``)."""
+def archive_for(repo: Repo, override: Path | None = None) -> Archive:
+    """The archive a repository's pipeline names (or ``override``, a directory)."""
     if override is not None:
         return DirArchive(override)
     configs = [p.pipeline.spec.archive for p in repo.pipelines.values()]
@@ -30,11 +30,11 @@ def archive_for(repo: Repo, override: Path | None = None) -> DirArchive:
     config = configs[0]
     if any(c != config for c in configs[1:]):
         raise UsageError("pipelines name different archives; pass --archive PATH to choose one")
-    if config.type != "dir":
-        raise UsageError(
-            f"archive type {config.type!r} is not supported yet; use type: dir "
-            "(the git store is planned) or pass --archive PATH"
-        )
+    if config.type == "git":
+        from llmops.adapters.gitarchive import GitArchive
+
+        # the git repository containing repo.root; the branch lives there, not in the tree
+        return GitArchive(Path(repo.root), branch=config.branch, remote=config.remote)
     return DirArchive(Path(repo.root) / config.path)
 
 
