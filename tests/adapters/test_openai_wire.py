@@ -1,0 +1,112 @@
+"""Parsing OpenAI-compatible replies: what is accepted and how a bad reply is described."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmops.adapters.openai_wire import (
+    WireError,
+    chat_body,
+    error_text,
+    parse_chunk,
+    parse_embeddings,
+    parse_reply,
+    quote,
+    redact,
+)
+from llmops.domain.chat import ChatMessage, ChatRequest
+
+
+def reply(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_chat_body_puts_params_under_model_messages_and_stream() -> None:
+    request = ChatRequest(
+        base_url="http://127.0.0.1:1/v1",
+        model="m",
+        messages=(ChatMessage("system", "s"), ChatMessage("user", "u")),
+        params={"temperature": 0.1, "model": "ignored", "stream": True},
+    )
+    body = chat_body(request, stream=False)
+    assert body == {
+        "temperature": 0.1,
+        "model": "m",
+        "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+    }
+    streamed = chat_body(request, stream=True)
+    assert streamed["stream"] is True and streamed["stream_options"] == {"include_usage": True}
+
+
+def test_parse_reply() -> None:
+    parsed = parse_reply(
+        reply(
+            model="gpt-4o-2024-08-06",
+            choices=[{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            usage={"prompt_tokens": 3, "completion_tokens": 1},
+        )
+    )
+    assert (parsed.content, parsed.finish_reason) == ("hi", "stop")
+    assert parsed.model == "gpt-4o-2024-08-06"
+    assert (parsed.prompt_tokens, parsed.completion_tokens) == (3, 1)
+
+
+def test_null_content_and_missing_usage_are_tolerated() -> None:
+    parsed = parse_reply(reply(choices=[{"message": {"content": None}}]))
+    assert (parsed.content, parsed.prompt_tokens, parsed.finish_reason) == ("", 0, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"choices": [', "not valid JSON"),
+        (b"", "not valid JSON (Expecting value"),
+        (b"[1, 2]", "not an object"),
+        (reply(id="x"), "has no choices"),
+        (reply(choices=[]), "has no choices"),
+        (reply(error={"message": "overloaded"}), "error instead of choices: overloaded"),
+        (reply(choices=[{"text": "legacy"}]), "has no message"),
+        (reply(choices=[{"message": {"content": 5}}]), "content is int"),
+    ],
+)
+def test_bad_replies_say_what_is_wrong(body: bytes, says: str) -> None:
+    with pytest.raises(WireError, match=says.replace("(", r"\(")):
+        parse_reply(body)
+
+
+def test_parse_chunk() -> None:
+    chunk = parse_chunk(json.dumps({"choices": [{"delta": {"content": "he"}}], "model": "m"}))
+    assert (chunk.delta, chunk.model, chunk.prompt_tokens) == ("he", "m", None)
+    counts = {"prompt_tokens": 2, "completion_tokens": 5}
+    usage = parse_chunk(json.dumps({"choices": [], "usage": counts}))
+    assert (usage.delta, usage.prompt_tokens, usage.completion_tokens) == ("", 2, 5)
+    with pytest.raises(WireError, match="not valid JSON"):
+        parse_chunk('{"choices": [')
+    with pytest.raises(WireError, match="carries an error: boom"):
+        parse_chunk(json.dumps({"error": {"message": "boom"}}))
+
+
+def test_parse_embeddings_orders_by_index_and_checks_the_count() -> None:
+    body = reply(data=[{"index": 1, "embedding": [0, 1]}, {"index": 0, "embedding": [1.5, 0]}])
+    assert parse_embeddings(body, 2) == [[1.5, 0.0], [0.0, 1.0]]
+    with pytest.raises(WireError, match="1 vectors for 2 inputs"):
+        parse_embeddings(reply(data=[{"index": 0, "embedding": [1]}]), 2)
+    with pytest.raises(WireError, match="repeated index"):
+        parse_embeddings(reply(data=[{"index": 0, "embedding": [1]}] * 2), 2)
+    with pytest.raises(WireError, match="not a list of numbers"):
+        parse_embeddings(reply(data=[{"index": 0, "embedding": "x"}]), 1)
+
+
+def test_error_text_prefers_the_providers_message_and_truncates() -> None:
+    assert error_text(reply(error={"message": "bad  model\nname"})) == "bad model name"
+    assert error_text(b"<html>Bad Gateway</html>") == "<html>Bad Gateway</html>"
+    assert error_text(b"") == "(empty body)"
+    assert len(error_text(reply(error={"message": "x" * 5000}))) == 300
+    assert quote("abcdef", 4) == "abc…"
+
+
+def test_redact_removes_the_key_and_key_shaped_tokens() -> None:
+    assert redact("key=abc123 and abc123", "abc123") == "key=[redacted] and [redacted]"
+    assert "sk-" not in redact("Incorrect API key provided: sk-proj-****abcd.", None)
