@@ -11,6 +11,7 @@ so a manifest's ``pricing`` always wins. A model found nowhere costs 0 and is re
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ def canonical_model(model: str) -> str:
     return model.strip().lower().rsplit("/", 1)[-1]
 
 
+@functools.lru_cache(maxsize=256)
 def builtin_price(model: str) -> Price | None:
     """The built-in price of ``model``, matching dated or suffixed names by their base.
 

@@ -23,7 +23,9 @@ class ModelProvider(Protocol):
         """The reply as text deltas (server-sent events), in order."""
         ...
 
-    async def embed(self, base_url: str, model: str, texts: list[str], api_key: str | None = None) -> list[list[float]]:
+    async def embed(
+        self, base_url: str, model: str, texts: list[str], api_key: str | None = None
+    ) -> list[list[float]]:
         """Embedding vectors for ``texts``, in order."""
         ...
 

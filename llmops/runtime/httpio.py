@@ -1,0 +1,196 @@
+"""HTTP plumbing of the runtime server: request ids, JSON bodies within limits, error
+bodies, and how llmops errors map to statuses; called by ``llmops.runtime.server``.
+
+- 400 ``invalid_request``: body not JSON, not an object, NaN, unknown fields; inputs
+  unknown, missing or ill-typed;
+- 400 ``render``: a template failed with these inputs (names template file:line);
+- 400 ``guardrail``: an input guardrail blocked the request;
+- 404 ``not_found``: unknown app (or ``model`` of a chat request) or path;
+- 405 ``method_not_allowed``: e.g. GET on an invoke URL;
+- 413 ``payload_too_large``: body over the limit (1 MiB by default);
+- 415 ``unsupported_media_type``: Content-Type is not application/json;
+- 502 ``guardrail``: an output guardrail blocked the model's reply (canary, schema,
+  length) — the request was fine, the upstream's answer was not;
+- 502 ``upstream``: the backend failed after retries (5xx, malformed reply) or rejected
+  the call (401, 404);
+- 503 ``upstream``: the backend is unreachable or rate-limits us (with Retry-After);
+- 504 ``upstream``: the backend did not answer in time.
+
+Every error body is ``{"error": {"type", "message", "code", "param", ...}}`` — OpenAI's
+shape, so OpenAI clients surface the message. Messages never carry the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from llmops.domain.errors import ExternalError, Retryable
+from llmops.runtime.chatcompat import ChatRequestInvalid
+from llmops.runtime.errors import GuardrailBlocked, InputRejected, RenderFailed
+
+MAX_BODY_BYTES = 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class HttpProblem(Exception):
+    """An error answer: status, type and message, plus OpenAI's ``code``/``param``."""
+
+    def __init__(
+        self,
+        status: int,
+        type: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "type": self.type,
+            "message": self.message,
+            "code": self.code,
+            "param": self.param,
+        }
+        error.update(self.extra)
+        return {"error": error}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def request_id(header: str | None) -> str:
+    """The caller's ``x-request-id`` when it is a sane token, else a new one."""
+    if header and _REQUEST_ID.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    """The request body as a JSON object; ``HttpProblem`` 400/413/415 otherwise."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        shown = media or "none"
+        raise HttpProblem(
+            415, "unsupported_media_type", f"Content-Type must be application/json (got {shown})"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HttpProblem(400, "invalid_request", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise HttpProblem(400, "invalid_request", "the request body is empty; send a JSON object")
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise HttpProblem(
+            400,
+            "invalid_request",
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise HttpProblem(400, "invalid_request", f"the body is not valid JSON: {reason}") from None
+    if not isinstance(data, dict):
+        raise HttpProblem(
+            400, "invalid_request", f"the body must be a JSON object (got {type(data).__name__})"
+        )
+    return data
+
+
+def _too_large(limit: int) -> HttpProblem:
+    return HttpProblem(
+        413, "payload_too_large", f"the request body is over the limit of {limit:,} bytes"
+    )
+
+
+def scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def upstream_reason(exc: ExternalError) -> tuple[int, str]:
+    """(status, reason) for a model backend failure; reason labels the metric."""
+    text = exc.message.lower()
+    if "timeout" in text or "stalled" in text or ("within" in text and "no reply" in text):
+        return 504, "timeout"
+    if isinstance(exc, Retryable):
+        if "answered 429" in text:
+            return 503, "rate_limited"
+        if "cannot reach" in text:
+            return 503, "unavailable"
+        return 502, "failed"
+    return 502, "rejected"
+
+
+def problem_for(exc: Exception, secret: str | None = None) -> HttpProblem | None:
+    """The HTTP answer for an error the runtime raises on purpose, or None for a bug."""
+    if isinstance(exc, HttpProblem):
+        return exc
+    if isinstance(exc, InputRejected):
+        return HttpProblem(
+            400,
+            "invalid_request",
+            exc.message,
+            code="invalid_inputs",
+            param=exc.problems[0].name if exc.problems else None,
+            extra={"problems": [{"input": p.name, "message": p.message} for p in exc.problems]},
+        )
+    if isinstance(exc, RenderFailed):
+        return HttpProblem(400, "render", exc.message, code="render_failed")
+    if isinstance(exc, ChatRequestInvalid):
+        return HttpProblem(400, "invalid_request", exc.message, param=exc.param)
+    if isinstance(exc, GuardrailBlocked):
+        status = 400 if exc.side == "input" else 502
+        return HttpProblem(
+            status,
+            "guardrail",
+            exc.reason,
+            code=f"{exc.side}_blocked",
+            extra={"guardrail": exc.guardrail, "side": exc.side},
+        )
+    if isinstance(exc, ExternalError):
+        status, reason = upstream_reason(exc)
+        headers = {}
+        if status == 503 and isinstance(exc, Retryable):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.delay)))
+        return HttpProblem(
+            status,
+            "upstream",
+            f"the model backend failed: {scrub(exc.message, secret)}",
+            code=f"upstream_{reason}",
+            headers=headers,
+        )
+    return None

@@ -1,0 +1,221 @@
+"""Prompt-injection heuristics: a scored list of patterns; called by
+``llmops.runtime.guardrails`` (the ``prompt-injection`` input guardrail) and evals.
+
+Text is normalised first (Unicode NFKC, zero-width characters removed, lower case,
+whitespace collapsed), then every rule that matches adds its weight once; a total of
+:data:`THRESHOLD` or more is an injection attempt. Base64 blobs are decoded and scored
+with the same rules, so encoding an attack does not hide it.
+
+Rules (name, weight: what it catches):
+
+- ``ignore-previous-instructions`` 1.0: "ignore/disregard/forget (all) previous/prior/
+  above/system … instructions/rules/prompt";
+- ``ignore-everything-above`` 1.0: "disregard everything above", "forget all you were told";
+- ``reveal-system-prompt`` 1.0: "print/reveal/repeat … your system prompt / initial
+  instructions";
+- ``chat-role-tags`` 1.0: chat-template tokens ``<|im_start|>``, ``<|system|>``,
+  ``<|start_header_id|>``, ``<|eot_id|>``, ``[INST]``, ``<<SYS>>`` …;
+- ``dan`` 1.0: "you are (now) DAN", "do anything now";
+- ``base64-instructions`` 1.0: a base64 blob whose decoded text scores ≥ the threshold;
+- ``unrestricted-persona`` 0.8: "act as an unfiltered/uncensored/jailbroken …";
+- ``you-are-now`` 0.6: "you are now a/an/in …", "from now on you are/will …";
+- ``special-mode`` 0.6: "developer/debug/god/jailbreak/sudo/admin mode";
+- ``jailbreak`` 0.6: the word jailbreak;
+- ``role-prefix`` 0.5: a line starting with "system:", "assistant:" or "### instruction";
+- ``system-prompt`` 0.5: the words "system prompt", "hidden/secret instructions";
+- ``new-instructions`` 0.5: "new instructions:", "updated instructions:";
+- ``no-restrictions`` 0.4: "without restrictions/filters/guidelines/censorship".
+
+Trade-off: rules of weight 1.0 are phrasings that almost never occur in honest requests,
+so one is enough to block. Weaker signals ("system prompt", "developer mode", "you are
+now a …") are normal in some apps — a question about Android's developer mode, a user who
+writes "system:" in a log excerpt — so they only block together with another signal.
+Heuristics miss paraphrases, other languages and letter-spacing tricks; they are a cheap
+first filter, not a defence on their own: the canary guardrail and output contracts back
+them up. Apps whose users legitimately talk about prompts can turn them off with
+``guardrails.input.injectionHeuristics: false``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import unicodedata
+from dataclasses import dataclass
+
+THRESHOLD = 1.0
+_MAX_BLOBS = 16
+_MAX_BLOB_CHARS = 8192
+
+_QUALIFIER = (
+    r"(?:previous|prior|above|earlier|preceding|former|original|initial|system|developer|existing)"
+)
+_TARGET = (
+    r"(?:instructions?|prompts?|rules|directions|guidelines|directives|messages?"
+    r"|context|constraints)"
+)
+#: Words one of which must appear (in the normalised text) for a rule to be tried at all:
+#: a substring test costs far less than a regular-expression search.
+_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "ignore-previous-instructions": ("ignore", "disregard", "forget", "override", "bypass", "skip"),
+    "ignore-everything-above": ("ignore", "disregard", "forget"),
+    "reveal-system-prompt": ("prompt", "instruction", "message"),
+    "chat-role-tags": ("|", "inst]", "sys>>"),
+    "dan": ("dan", "anything"),
+    "unrestricted-persona": (
+        "unfilter",
+        "uncensor",
+        "unrestrict",
+        "unalign",
+        "evil",
+        "jailbr",
+        "unlimit",
+    ),
+    "you-are-now": ("now",),
+    "special-mode": ("mode",),
+    "jailbreak": ("jailbr",),
+    "role-prefix": ("system", "assistant", "##"),
+    "system-prompt": ("prompt", "instruction"),
+    "new-instructions": ("instruction",),
+    "no-restrictions": ("without",),
+}
+
+_RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
+    (name, weight, re.compile(pattern, re.MULTILINE))
+    for name, weight, pattern in (
+        (
+            "ignore-previous-instructions",
+            1.0,
+            rf"\b(?:ignore|disregard|forget|override|bypass|skip)\s+(?:(?:all|any|the|your|of|my|these|those)\s+)*"
+            rf"{_QUALIFIER}\s+(?:\w+\s+)?{_TARGET}\b",
+        ),
+        (
+            "ignore-everything-above",
+            1.0,
+            r"\b(?:ignore|disregard|forget)\s+(?:everything|anything|all|what)\s+"
+            r"(?:above|before|prior|previously|(?:you\s+(?:were|have\s+been)\s+told))\b",
+        ),
+        (
+            "reveal-system-prompt",
+            1.0,
+            r"\b(?:reveal|print|show|repeat|output|leak|display|dump|write\s+out|give|tell|send)"
+            r"\s+(?:me\s+|us\s+)?(?:your|the)\s+(?:exact\s+|full\s+|entire\s+|complete\s+)?"
+            r"(?:system\s+prompt|(?:initial|hidden|original|secret|system)\s+"
+            r"(?:instructions|prompt|message)|(?:instructions|prompt)\s+above)"
+            r"|\bwhat(?:'s|\s+is|\s+was)\s+your\s+system\s+prompt",
+        ),
+        (
+            "chat-role-tags",
+            1.0,
+            r"<\|\s*(?:im_start|im_end|system|user|assistant|endoftext|start_header_id|end_header_id|eot_id)\s*\|>"
+            r"|\[/?inst\]|<</?sys>>",
+        ),
+        ("dan", 1.0, r"\byou\s+are\s+(?:now\s+)?dan\b|\bdo\s+anything\s+now\b"),
+        (
+            "unrestricted-persona",
+            0.8,
+            r"\b(?:act|behave|respond|pretend|roleplay)\s+(?:as|like|to\s+be)\s+(?:an?\s+)?"
+            r"(?:unfiltered|uncensored|unrestricted|unaligned|evil|jailbroken|unlimited)\b",
+        ),
+        (
+            "you-are-now",
+            0.6,
+            r"\byou\s+are\s+now\s+(?:an?|the|in|no\s+longer)\b|\bfrom\s+now\s+on,?\s+you\s+(?:are|will|must)\b",
+        ),
+        ("special-mode", 0.6, r"\b(?:developer|debug|god|jailbreak|sudo|admin)\s+mode\b"),
+        ("jailbreak", 0.6, r"\bjailbr(?:eak|oken)\w*"),
+        (
+            "role-prefix",
+            0.5,
+            r"^\s*(?:system|assistant)\s*:|^\s*#{2,}\s*(?:system|instruction)s?\b",
+        ),
+        (
+            "system-prompt",
+            0.5,
+            r"\b(?:system\s+prompt|hidden\s+instructions|secret\s+instructions)\b",
+        ),
+        ("new-instructions", 0.5, r"\b(?:new|updated|real|actual|revised)\s+instructions?\s*:"),
+        (
+            "no-restrictions",
+            0.4,
+            r"\bwithout\s+(?:any\s+)?(?:restrictions|filters|guidelines|limitations|censorship)\b",
+        ),
+    )
+)
+_ZERO_WIDTH = re.compile(r"[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_-]{24,}={0,2}")
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionScore:
+    """The total score and the rules that contributed, by name and weight."""
+
+    score: float
+    rules: tuple[tuple[str, float], ...]
+
+    @property
+    def flagged(self) -> bool:
+        return self.score >= THRESHOLD
+
+    def explain(self) -> str:
+        parts = ", ".join(f"{name} {weight:g}" for name, weight in self.rules)
+        return f"score {self.score:g} ≥ {THRESHOLD:g} ({parts})"
+
+
+_SPACES = re.compile(r"[^\S\n]*(?:[^\S\n ]|  )[^\S\n]*")
+_KEYWORD_RE = re.compile(
+    "|".join(sorted({re.escape(w) for ws in _KEYWORDS.values() for w in ws}, key=len, reverse=True))
+)
+
+
+def normalise(text: str) -> str:
+    """NFKC, without zero-width characters, lower case, single spaces."""
+    if not text.isascii():
+        text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
+    return _SPACES.sub(" ", text.lower())
+
+
+def score(text: str) -> InjectionScore:
+    """How much ``text`` looks like a prompt-injection attempt."""
+    hits = _rules_hit(normalise(text))
+    decoded = _decoded_blobs(text)
+    if decoded and _total(_rules_hit(normalise(decoded))) >= THRESHOLD:
+        hits.append(("base64-instructions", 1.0))
+    return InjectionScore(round(_total(hits), 3), tuple(hits))
+
+
+def _rules_hit(normalised: str) -> list[tuple[str, float]]:
+    found = set(_KEYWORD_RE.findall(normalised))
+    if not found:
+        return []
+    return [
+        (name, weight)
+        for name, weight, pattern in _RULES
+        if not found.isdisjoint(_KEYWORDS[name]) and pattern.search(normalised)
+    ]
+
+
+def _total(hits: list[tuple[str, float]]) -> float:
+    return sum(weight for _, weight in hits)
+
+
+def _decoded_blobs(text: str) -> str:
+    """The printable text of the base64 blobs in ``text``, joined by newlines."""
+    found: list[str] = []
+    if not any(len(token) >= 24 for token in text.split()):
+        return ""
+    for match in _BASE64.finditer(text):
+        if len(found) >= _MAX_BLOBS:
+            break
+        blob = match.group(0)[:_MAX_BLOB_CHARS]
+        padded = blob + "=" * (-len(blob) % 4)
+        try:
+            raw = base64.b64decode(padded, altchars=b"-_" if ("-" in blob or "_" in blob) else None)
+            decoded = raw.decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+        printable = sum(ch.isprintable() or ch.isspace() for ch in decoded)
+        if decoded and printable / len(decoded) > 0.9:
+            found.append(decoded)
+    return "\n".join(found)

@@ -1,0 +1,227 @@
+"""An app ready to serve: its manifest, compiled templates, output schema, model endpoint
+and canary; built by ``llmops serve`` and ``llmops prompt render`` from a loaded Repo.
+
+The release id is ``dev`` when the app comes from a work tree; ``llmops.runtime.bundled``
+lays an archived release out as a one-app repository and passes its real id.
+
+Model settings are resolved in this order, last wins: the app's ``spec.model``, the
+environment's ``spec.overrides[<app>].model`` (``baseUrl``, ``name``, ``apiKey``), then an
+explicit ``model_url`` (``--model-url``). An API key that cannot be resolved does not stop
+loading: the problem is kept in ``ModelTarget.api_key_problem`` for the server to report.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops.domain.diagnostics import Diagnostic
+from llmops.domain.errors import ManifestInvalid, Permanent, UsageError
+from llmops.domain.models.app import DEFAULT_BASE_URLS, LLMApp, Pricing
+from llmops.domain.models.secrets import SecretRef
+from llmops.domain.repo import AppSource, Repo
+from llmops.runtime.canary import canary_token
+from llmops.runtime.guardrails import OutputPolicy
+from llmops.runtime.inputs import bind_inputs
+from llmops.runtime.params import openai_params
+from llmops.runtime.render import CompiledPrompt, RenderedPrompt, compile_prompt
+from llmops.runtime.sandbox import RenderLimits
+from llmops.runtime.secrets import read_secret_file, resolve_api_key
+
+DEV_RELEASE = "dev"
+LOCAL_ENVIRONMENT = "local"
+_MAX_SCHEMA_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTarget:
+    """Where and how the model is called; the key itself is never printed."""
+
+    provider: str
+    name: str
+    base_url: str
+    params: dict[str, Any]
+    timeout_seconds: float
+    max_retries: int
+    pricing: Pricing | None = None
+    api_key_ref: SecretRef | None = None
+    api_key: str | None = field(default=None, repr=False)
+    api_key_problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedApp:
+    """Everything needed to render and answer one app's requests; immutable, swapped whole
+    on reload."""
+
+    name: str
+    app: LLMApp
+    release: str
+    environment: str
+    prompt: CompiledPrompt
+    model: ModelTarget
+    output: OutputPolicy
+    output_schema: dict[str, Any] | None
+    app_dir: Path
+    watch: tuple[Path, ...]
+
+    @property
+    def canary(self) -> str:
+        return self.output.canary
+
+    def builtins(self) -> dict[str, Any]:
+        """The template built-ins besides ``inputs``."""
+        return {
+            "app": self.name,
+            "release": self.release,
+            "environment": self.environment,
+            "canary": self.output.canary,
+        }
+
+    def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``given`` against the declared inputs (``InputRejected``) with defaults."""
+        return bind_inputs(self.app.spec.prompt.inputs, given)
+
+    def render(self, given: Mapping[str, Any]) -> RenderedPrompt:
+        """Bind ``given`` and render the messages (``InputRejected``, ``RenderFailed``)."""
+        return self.prompt.render(self.bind(given), self.builtins())
+
+
+def find_app(repo: Repo, name: str) -> AppSource:
+    """The app called ``name``; ``UsageError`` with a did-you-mean otherwise."""
+    source = repo.apps.get(name)
+    if source is None:
+        known = sorted(repo.apps)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listing = ", ".join(known) if known else "none"
+        raise UsageError(f"no app named {name!r} in {repo.root}{hint} (apps: {listing})")
+    return source
+
+
+def load_app(
+    repo: Repo,
+    name: str,
+    *,
+    environment: str | None = None,
+    model_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    read_file: Callable[[str], str] = read_secret_file,
+    limits: RenderLimits | None = None,
+    release: str = DEV_RELEASE,
+) -> LoadedApp:
+    """Build the :class:`LoadedApp` for ``name`` in ``repo`` (templates compiled, schema read).
+
+    Raises ``UsageError`` for an unknown app or environment and ``ManifestInvalid`` when a
+    template or the schema file cannot be used.
+    """
+    source = find_app(repo, name)
+    app = source.app
+    root = Path(repo.root)
+    app_dir = root / "manifests" / name
+    override = None
+    env_file: Path | None = None
+    if environment is not None:
+        env_source = repo.environments.get(environment)
+        if env_source is None:
+            known = ", ".join(sorted(repo.environments)) or "none"
+            raise UsageError(f"no environment named {environment!r} (environments: {known})")
+        app_override = env_source.environment.spec.overrides.get(name)
+        override = app_override.model if app_override else None
+        env_file = root / "environments" / f"{environment}.yaml"
+        if not env_file.exists():
+            env_file = env_file.with_suffix(".yml")
+    prompt = compile_prompt(
+        app_dir, source.dir, app.spec.prompt.system, app.spec.prompt.user, limits
+    )
+    schema = _output_schema(app, app_dir, source.dir)
+    spec = app.spec.model
+    base_url = model_url or (override.base_url if override else None) or spec.base_url
+    base_url = base_url or DEFAULT_BASE_URLS.get(spec.provider)
+    if base_url is None:
+        raise UsageError(
+            f"app {name!r}: provider {spec.provider!r} has no default endpoint; "
+            "set spec.model.baseUrl or pass --model-url"
+        )
+    key_ref = (override.api_key if override else None) or spec.api_key
+    api_key, problem = None, None
+    try:
+        api_key = resolve_api_key(key_ref, os.environ if environ is None else environ, read_file)
+    except Permanent as exc:
+        problem = exc.message
+    model = ModelTarget(
+        provider=spec.provider,
+        name=(override.name if override else None) or spec.name,
+        base_url=base_url,
+        params=openai_params(spec.params),
+        timeout_seconds=spec.timeout_seconds,
+        max_retries=spec.max_retries,
+        pricing=spec.pricing,
+        api_key_ref=key_ref,
+        api_key=api_key,
+        api_key_problem=problem,
+    )
+    guard = app.spec.guardrails.output
+    output = OutputPolicy(
+        canary=canary_token(release),
+        block_canary=guard.block_canary,
+        max_length=guard.max_length,
+        validator=_validator(schema) if schema is not None else None,
+        redact=tuple(guard.redact_pii),
+        repair_retries=guard.repair_retries,
+    )
+    watch = (app_dir, *([env_file] if env_file is not None else []))
+    return LoadedApp(
+        name=name,
+        app=app,
+        release=release,
+        environment=environment or LOCAL_ENVIRONMENT,
+        prompt=prompt,
+        model=model,
+        output=output,
+        output_schema=schema,
+        app_dir=app_dir,
+        watch=watch,
+    )
+
+
+def _output_schema(app: LLMApp, app_dir: Path, display_dir: str) -> dict[str, Any] | None:
+    value = app.spec.guardrails.output.json_schema
+    if value is None or isinstance(value, dict):
+        return value
+    display = f"{display_dir}/{value}"
+    path = (app_dir / value).resolve()
+    try:
+        if not path.is_relative_to(app_dir.resolve()):
+            raise _invalid(display, "the output schema must be inside the app directory")
+        if path.stat().st_size > _MAX_SCHEMA_BYTES:
+            raise _invalid(display, f"the output schema is over {_MAX_SCHEMA_BYTES:,} bytes")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _invalid(display, f"cannot read the output schema: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise _invalid(display, f"the output schema is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _invalid(display, "the output schema must be a JSON object")
+    return data
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise _invalid("output schema", f"not a valid JSON Schema: {exc.message}") from None
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _invalid(file: str, message: str) -> ManifestInvalid:
+    diagnostic = Diagnostic(file, 0, 0, "", message)
+    return ManifestInvalid(diagnostic.render(), [diagnostic])

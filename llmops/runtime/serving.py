@@ -1,0 +1,134 @@
+"""Run ``llmops serve``: wire a loaded app, the OpenAI-compatible client, the readiness
+probe and the reloader into the server, and run it on uvicorn; called by
+``llmops.cli.serve`` (and usable from Python).
+
+Why Starlette on uvicorn: the gateway must add well under a millisecond to a model call.
+uvicorn with uvloop and httptools parses HTTP in C and handles keep-alive, graceful
+shutdown on SIGTERM (in-flight requests finish, new connections are refused) and
+back-pressure; Starlette adds routing, 405s and streaming responses for a few
+microseconds per request, and the middleware is pure ASGI (no ``BaseHTTPMiddleware``
+task hop). A raw ASGI app would save those microseconds and cost hand-written routing
+and streaming; the benchmark (``benchmarks/bench_gateway.py``) shows the time goes to
+the upstream HTTP call, not to the framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TextIO
+
+from llmops.runtime.loaded import LoadedApp
+from llmops.runtime.logs import JsonLogger
+from llmops.runtime.metrics import RuntimeMetrics
+from llmops.runtime.provider import ModelProvider
+from llmops.runtime.server import AppSlot, Gateway, ReadinessProbe, ServerOptions, create_app
+
+
+def provider_for(slots: Mapping[str, AppSlot]) -> Callable[[], ModelProvider]:
+    """A factory for the OpenAI-compatible client, called in the server's event loop.
+
+    Costs use the prices of the apps' current versions, so a reload that changes
+    ``spec.model.pricing`` takes effect at once.
+    """
+
+    def pricer(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        from llmops.runtime.pricing import PriceTable
+
+        overrides = {
+            slot.current.model.name: slot.current.model.pricing
+            for slot in slots.values()
+            if slot.current.model.pricing is not None
+        }
+        return PriceTable(overrides)(model, prompt_tokens, completion_tokens)
+
+    def build() -> ModelProvider:
+        from llmops.adapters.openai_client import OpenAIClient
+
+        # A gateway should not sit on a request for the 30 s a Retry-After may ask for.
+        return OpenAIClient(pricer=pricer, retry_after_cap=5.0, backoff_cap=2.0)
+
+    return build
+
+
+def probe_factory() -> ReadinessProbe:
+    from llmops.adapters.probe import ModelProbe
+
+    return ModelProbe(timeout_seconds=2.0)
+
+
+def build_gateway(
+    loaded: LoadedApp,
+    load: Callable[[], LoadedApp] | None = None,
+    *,
+    reload: bool = False,
+    reload_interval: float = 0.5,
+    logger: JsonLogger | None = None,
+    options: ServerOptions | None = None,
+    reload_err: TextIO | None = None,
+) -> Gateway:
+    """The server state for one app; with ``reload``, ``load`` is re-run on file changes
+    and reload problems are printed to ``reload_err`` (default stderr)."""
+    from llmops.runtime.reload import Reloader
+
+    slot = AppSlot(loaded)
+    metrics = RuntimeMetrics()
+    logger = logger or JsonLogger()
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if reload:
+        if load is None:
+            raise ValueError("reload needs a load function")
+        reloader = Reloader(
+            slot, load, interval=reload_interval, logger=logger, metrics=metrics, err=reload_err
+        )
+        background.append(reloader.run)
+    slots = {loaded.name: slot}
+    return Gateway(
+        slots=slots,
+        provider_factory=provider_for(slots),
+        probe_factory=probe_factory,
+        metrics=metrics,
+        logger=logger,
+        options=options or ServerOptions(),
+        background=background,
+    )
+
+
+def serve(
+    loaded: LoadedApp,
+    load: Callable[[], LoadedApp] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    reload: bool = False,
+    log_level: str = "info",
+    graceful_seconds: int = 30,
+) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds`` to finish."""
+    import uvicorn
+
+    logger = JsonLogger(level=log_level)
+    gateway = build_gateway(loaded, load, reload=reload, logger=logger)
+    if loaded.model.api_key_problem:
+        logger.warning("no API key", app=loaded.name, detail=loaded.model.api_key_problem)
+    config = uvicorn.Config(
+        create_app(gateway),
+        host=host,
+        port=port,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=graceful_seconds,
+        server_header=False,
+    )
+    logger.info(
+        "serving",
+        app=loaded.name,
+        release=loaded.release,
+        environment=loaded.environment,
+        url=f"http://{host}:{port}",
+        model=loaded.model.name,
+        model_url=loaded.model.base_url,
+        reload=reload,
+    )
+    uvicorn.Server(config).run()

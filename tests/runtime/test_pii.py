@@ -1,0 +1,90 @@
+"""PII detection and redaction: each kind, the Luhn check, and what is left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmops.runtime.pii import find_pii, luhn_ok, redact
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "4111111111111111",
+        "5500005555555559",
+        "340000000000009",
+        "6011000990139424",
+        "4012888888881881",
+    ],
+)
+def test_luhn_accepts_valid_card_numbers(number: str) -> None:
+    assert luhn_ok(number)
+
+
+@pytest.mark.parametrize("number", ["4111111111111112", "1234567890123456", "12a4", ""])
+def test_luhn_rejects_others(number: str) -> None:
+    assert not luhn_ok(number)
+
+
+@pytest.mark.parametrize(
+    "card",
+    ["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "3400 000000 00009"],
+)
+def test_card_numbers_are_redacted_in_any_grouping(card: str) -> None:
+    text, counts = redact(f"my card is {card}, thanks")
+    assert text == "my card is [REDACTED:card], thanks"
+    assert counts == {"card": 1}
+
+
+def test_digit_runs_that_fail_luhn_are_kept() -> None:
+    text = "order 1234567890123456 and tracking 9405 5036 9930 0012 3456 78"
+    assert redact(text, ["card"]) == (text, {})
+
+
+@pytest.mark.parametrize(
+    "email", ["bob@example.com", "first.last+tag@mail.example.co.uk", "x_y-z@sub-domain.io"]
+)
+def test_emails_are_redacted(email: str) -> None:
+    assert redact(f"write to <{email}>.", ["email"])[0] == "write to <[REDACTED:email]>."
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+1 415 555 0132",
+        "+14155550132",
+        "+44 20 7946 0958",
+        "+33 6 12 34 56 78",
+        "(415) 555-0132",
+        "415-555-0132",
+        "415.555.0132",
+        "020 7946 0958",
+        "06 12 34 56 78",
+    ],
+)
+def test_phone_numbers_are_redacted(phone: str) -> None:
+    text, counts = redact(f"call {phone} today", ["phone"])
+    assert text == "call [REDACTED:phone] today", text
+    assert counts == {"phone": 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "released on 2024-01-15 at 10:30",
+        "version 1.2.3 costs $1,299.00",
+        "invoice 1234567890 for 42 items",
+        "room 101, floor 3",
+        "ISBN 978-3-16-148410-0",
+    ],
+)
+def test_ordinary_numbers_are_not_pii(text: str) -> None:
+    assert find_pii(text) == []
+
+
+def test_only_the_requested_kinds_and_counts_per_kind() -> None:
+    text = "a@b.io c@d.io +1 415 555 0132 4111 1111 1111 1111"
+    assert redact(text, ["email"])[1] == {"email": 2}
+    redacted, counts = redact(text)
+    assert redacted == "[REDACTED:email] [REDACTED:email] [REDACTED:phone] [REDACTED:card]"
+    assert counts == {"email": 2, "phone": 1, "card": 1}
