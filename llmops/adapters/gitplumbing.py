@@ -22,7 +22,7 @@ import git
 from llmops.domain.errors import ExternalError, Permanent
 
 #: ``scheme://anything@`` up to the last ``@`` of the token: ``user:token@`` and the like.
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^\s'\"]*@")
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s'\"]*@")
 _FALLBACK_IDENTITY = {
     "GIT_AUTHOR_NAME": "llmops",
     "GIT_AUTHOR_EMAIL": "llmops@localhost",
@@ -41,7 +41,7 @@ class GitBranchDiverged(Permanent):
 
 def scrub(text: str) -> str:
     """``text`` with ``user:password@`` removed from every URL in it."""
-    return _URL_CREDENTIALS.sub("", text)
+    return _URL_CREDENTIALS.sub(r"\1", text)
 
 
 def reason(stderr: str) -> str:
