@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -255,11 +256,11 @@ def _check_suites(
         _check_cases(ctx, parsed, loaded)
         _check_dataset(ctx, loaded, target.parent)
         suites.append(SuiteSource(suite, loaded.file))
-    listed = {(app_dir / rel).resolve() for rel in app.spec.evals}
+    listed = {os.path.normpath(app_dir / rel) for rel in app.spec.evals}
     evals_dir = app_dir / "evals"
     if evals_dir.is_dir():
         for stray in sorted(evals_dir.glob("*.y*ml")):
-            if stray.resolve() not in listed:
+            if os.path.normpath(stray) not in listed:
                 ctx.report(
                     ctx.display(stray),
                     None,

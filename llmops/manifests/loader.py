@@ -45,6 +45,7 @@ class Context:
     files: int = 0
 
     def __post_init__(self) -> None:
+        self._real_dirs: dict[str, str] = {}
         self._root_str = str(self.root)
         self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
 
@@ -109,9 +110,21 @@ class Context:
         return text.removeprefix("\ufeff")
 
     def inside(self, path: Path) -> bool:
-        """Whether ``path``, symlinks resolved, stays inside the repository."""
+        """Whether ``path``, symlinks resolved, stays inside the repository.
+
+        Directories are resolved once and remembered; a file that is not itself a
+        symlink then needs one ``lstat`` instead of one per path component.
+        """
         try:
-            real = os.path.realpath(path)
+            text = os.fspath(path)
+            parent, name = os.path.split(text)
+            real_parent = self._real_dirs.get(parent)
+            if real_parent is None:
+                real_parent = self._real_dirs[parent] = os.path.realpath(parent or ".")
+            if name in ("", ".", "..") or os.path.islink(text):
+                real = os.path.realpath(text)
+            else:
+                real = os.path.join(real_parent, name)
         except (OSError, ValueError):
             return False
         return real == self._root_str or real.startswith(self._root_prefix)
@@ -125,26 +138,21 @@ class Context:
         what: str,
     ) -> Path | None:
         """Resolve a file a manifest references; report if missing or outside the repo."""
-        mark = owner.doc.mark_for(field_path) if owner.doc else None
         target = base_dir / rel
+        problem = None
         if not self.inside(target):
-            self.report(
-                owner.file, mark, field_path, f"{what} {rel!r} resolves outside the repository (a symlink?)"
-            )
-            return None
-        if not target.exists():
-            hint = _similar_file(target)
-            self.report(
-                owner.file,
-                mark,
-                field_path,
-                f"{what} {rel!r} does not exist (looked for {self.display(target)}){hint}",
-            )
-            return None
-        if not target.is_file():
-            self.report(owner.file, mark, field_path, f"{what} {rel!r} is not a regular file")
-            return None
-        return target
+            problem = f"{what} {rel!r} resolves outside the repository (a symlink?)"
+        elif not os.path.isfile(target):
+            if os.path.exists(target):
+                problem = f"{what} {rel!r} is not a regular file"
+            else:
+                hint = _similar_file(target)
+                problem = f"{what} {rel!r} does not exist (looked for {self.display(target)}){hint}"
+        if problem is None:
+            return target
+        mark = owner.doc.mark_for(field_path) if owner.doc else None
+        self.report(owner.file, mark, field_path, problem)
+        return None
 
     def load(self, path: Path, kind: str) -> Parsed[Any]:
         """Read, parse and validate one manifest expected to be of ``kind``."""

@@ -149,7 +149,7 @@ def _step(annotation: Any, part: str | int) -> Any:
 
 
 #: Fields people put one level too high, keyed by (kind, parent path, key).
-_MISPLACED = {
+_MISPLACED: dict[tuple[str, tuple[str | int, ...], str], str] = {
     ("Environment", ("spec",), "replicas"): "spec.overrides.<app>.replicas",
     ("Environment", ("spec",), "resources"): "spec.overrides.<app>.resources",
     ("Environment", ("spec",), "model"): "spec.overrides.<app>.model",

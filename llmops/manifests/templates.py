@@ -7,6 +7,7 @@ Called by ``llmops.manifests.xref``. Nothing is rendered here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
@@ -66,7 +67,7 @@ def analyse(source: str) -> TemplateInfo | TemplateProblem:
                     f"only Jinja2's built-in {what}s are available",
                 )
         else:
-            bound.update(arg.name for arg in node.args)
+            bound.update(arg.name for arg in cast(nodes.Macro | nodes.CallBlock, node).args)
             if isinstance(node, nodes.Macro):
                 bound.add(node.name)
     free = {

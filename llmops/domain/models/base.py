@@ -31,6 +31,9 @@ class Strict(BaseModel):
         validate_by_name=False,
         serialize_by_alias=True,
         use_attribute_docstrings=False,
+        # Build validators on first use: nested models are then built once, inside the
+        # kind that uses them, instead of once more on their own at import.
+        defer_build=True,
     )
 
 
