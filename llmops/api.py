@@ -119,3 +119,84 @@ def history(
 
     _, store = _repo_and_archive(path, archive)
     return ledger_history(store, app, env)
+
+
+# promotion, rollback, holds and evidence -----------------------------------------
+
+
+def promote(
+    path: str | Path,
+    app: str,
+    to_env: str,
+    *,
+    from_env: str | None = None,
+    mode: str | None = None,
+    pipeline: str | None = None,
+    no_run: bool = False,
+    dry_run: bool = False,
+    archive: str | Path | None = None,
+    remote: str = "origin",
+) -> Any:
+    """Promote ``app`` into ``to_env`` through git (``PromotionResult``; ``Refused`` when a
+    check forbids it, with the plan as ``detail``)."""
+    from llmops.ops.promote import promote as run
+
+    return run(
+        Path(path), app, to_env, from_env=from_env, mode=mode, pipeline=pipeline,
+        no_run=no_run, dry_run=dry_run, archive=Path(archive) if archive else None, remote=remote,
+    )
+
+
+def rollback(
+    path: str | Path,
+    app: str,
+    env: str,
+    *,
+    to: str | None = None,
+    force: bool = False,
+    mode: str | None = None,
+    pipeline: str | None = None,
+    reason: str | None = None,
+    dry_run: bool = False,
+    archive: str | Path | None = None,
+    remote: str = "origin",
+) -> Any:
+    """Pin ``env`` back to the last good release of ``app`` (or ``to``) through git and hold
+    automatic promotion there (``PromotionResult``)."""
+    from llmops.ops.promote import rollback as run
+
+    return run(
+        Path(path), app, env, to=to, force=force, mode=mode, pipeline=pipeline, reason=reason,
+        dry_run=dry_run, archive=Path(archive) if archive else None, remote=remote,
+    )
+
+
+def hold(
+    path: str | Path, app: str, env: str, reason: str, *, dry_run: bool = False,
+    archive: str | Path | None = None,
+) -> Any:
+    """Hold automatic promotion of ``app`` into ``env`` (``HoldResult``)."""
+    from llmops.ops.promote import hold as run
+
+    store = Path(archive) if archive else None
+    return run(Path(path), app, env, reason, dry_run=dry_run, archive=store)
+
+
+def unhold(
+    path: str | Path, app: str, env: str, reason: str | None = None, *, dry_run: bool = False,
+    archive: str | Path | None = None,
+) -> Any:
+    """Lift the hold on ``app`` in ``env`` (``HoldResult``)."""
+    from llmops.ops.promote import unhold as run
+
+    store = Path(archive) if archive else None
+    return run(Path(path), app, env, reason, dry_run=dry_run, archive=store)
+
+
+def unevidenced_pins(
+    path: str | Path, app: str | None = None, archive: str | Path | None = None
+) -> Any:
+    """Pins lacking the gate evidence their stage demands (``list[Diagnostic]``)."""
+    from llmops.ops.promote import check_pins
+
+    return check_pins(Path(path), Path(archive) if archive else None, app)

@@ -20,9 +20,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("llmops.cli.validate:validate", "Check every manifest; report all problems."),
     "schema": ("llmops.cli.schema:schema", "Print or write the JSON Schema of the manifest kinds."),
     "init": ("llmops.cli.init:init", "Scaffold a new llmops repository that validates clean."),
+    "eval": ("llmops.cli.eval:eval_", "Run an app's eval suites against its model; gate a stage."),
+    "prompt": ("llmops.cli.prompt:prompt", "Render an app's prompt exactly as it would be sent."),
+    "serve": ("llmops.cli.serve:serve", "Run an app as an HTTP server (invoke, chat, metrics)."),
     "release": ("llmops.cli.release:release", "Create, list, show and diff content-addressed releases."),
     "archive": ("llmops.cli.archive:archive", "Verify the archive: ledger hash chain and objects."),
     "history": ("llmops.cli.archive:history", "Show the ledger: who released, promoted, rolled back."),
+    "promote": ("llmops.cli.promote:promote", "Promote a gated release to the next stage via git."),
+    "rollback": ("llmops.cli.promote:rollback", "Pin an env back to its last good release."),
+    "hold": ("llmops.cli.promote:hold", "Hold automatic promotion of an app into an env."),
+    "unhold": ("llmops.cli.promote:unhold", "Lift a hold on promoting an app into an env."),
+    "stub-model": ("llmops.cli.stub:stub_model", "Run the OpenAI-compatible stub model (for tests and demos; not a real LLM)."),
 }
 
 

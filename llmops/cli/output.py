@@ -6,17 +6,19 @@ Called by the modules of ``llmops.cli``; rich is imported only when a table is d
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 from llmops.domain.diagnostics import Diagnostic
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 FORMATS = ("text", "json", "github")
 
 
-def output_option(formats: Sequence[str] = FORMATS) -> Any:
+def output_option(formats: Sequence[str] = FORMATS) -> Callable[[F], F]:
     return click.option(
         "-o",
         "--output",

@@ -40,6 +40,11 @@ def validate(path: Path, output: str, strict: bool, quiet: bool) -> None:
                 "errors": len(report.errors),
                 "warnings": len(report.warnings),
                 "summary": summary,
+                "apps": sorted(repo.apps) if repo else [],
+                "pipelines": {
+                    name: [stage.env for stage in source.pipeline.spec.stages]
+                    for name, source in (repo.pipelines.items() if repo else ())
+                },
                 "diagnostics": [d.as_dict() for d in report.diagnostics],
             }
         )
