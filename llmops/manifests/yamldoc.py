@@ -12,6 +12,16 @@ from typing import Any, cast
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.events import (
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 Path = tuple[str | int, ...]
@@ -90,13 +100,22 @@ class YamlDoc:
     (for tests and tools).
     """
 
-    __slots__ = ("_key_marks", "_marks", "data", "root")
+    __slots__ = ("_key_marks", "_marks", "_root", "_text", "data")
 
-    def __init__(self, data: Any, root: Node | None) -> None:
+    def __init__(self, data: Any, root: Node | None, text: str | None = None) -> None:
         self.data = data
-        self.root = root
+        self._root = root
+        self._text = text
         self._marks: dict[Path, Mark] | None = None
         self._key_marks: dict[Path, Mark] | None = None
+
+    @property
+    def root(self) -> Node | None:
+        """The node tree, composed on first use when the fast path built the data."""
+        if self._root is None and self._text is not None and self.data is not None:
+            self._root = _compose(self._text)
+            self._text = None
+        return self._root
 
     def mark_for(self, path: Path, *, key: bool = False) -> Mark:
         """The position of ``path`` (of its key with ``key=True``), or of its deepest
@@ -212,7 +231,21 @@ def _tag(tag: str) -> str:
 
 
 def parse(text: str) -> YamlDoc:
-    """Parse one YAML document; an empty document gives ``data=None``."""
+    """Parse one YAML document; an empty document gives ``data=None``.
+
+    Plain documents (no anchors, aliases, merge keys or tags: nearly every manifest)
+    are built straight from libyaml's events, and their node tree — needed only to
+    place a diagnostic — is composed on first use. Anything else, and every error, goes
+    through the node-tree builder, which is the one that words the errors.
+    """
+    try:
+        data = _EventBuilder(text).document()
+    except _Fallback:
+        return _parse_nodes(text)
+    return YamlDoc(data, None, text)
+
+
+def _parse_nodes(text: str) -> YamlDoc:
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -242,6 +275,100 @@ def parse(text: str) -> YamlDoc:
     builder = _Builder()
     data = builder.build(root, 0)
     return YamlDoc(data, root)
+
+
+def _compose(text: str) -> Node | None:
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
+    finally:
+        loader.dispose()
+
+
+class _Fallback(Exception):
+    """The fast path met something it leaves to the node-tree builder."""
+
+
+class _EventBuilder:
+    """Plain data from libyaml's event stream, for plain documents only.
+
+    It raises ``_Fallback`` at the first anchor, alias, tag, merge key, duplicate key,
+    non-scalar key, unusual scalar, excess depth or size, second document or syntax
+    error; ``parse`` then starts over with the node-tree builder.
+    """
+
+    __slots__ = ("count", "get_event", "loader")
+
+    def __init__(self, text: str) -> None:
+        self.loader = _Loader(text)
+        self.get_event = self.loader.get_event
+        self.count = 0
+
+    def document(self) -> Any:
+        try:
+            self.get_event()  # StreamStart
+            event = self.get_event()
+            if isinstance(event, StreamEndEvent):
+                return None
+            if not isinstance(event, DocumentStartEvent):
+                raise _Fallback
+            data = self.value(self.get_event(), 0)
+            if not isinstance(self.get_event(), DocumentEndEvent):
+                raise _Fallback
+            if not isinstance(self.get_event(), StreamEndEvent):
+                raise _Fallback
+            return data
+        except yaml.YAMLError:
+            raise _Fallback from None
+        finally:
+            self.loader.dispose()
+
+    def value(self, event: Any, depth: int) -> Any:
+        self.count += 1
+        if depth > MAX_DEPTH or self.count > MAX_NODES or event.anchor is not None:
+            raise _Fallback
+        cls = event.__class__
+        if cls is ScalarEvent:
+            if event.tag is not None:
+                raise _Fallback
+            if not event.implicit[0]:
+                return event.value
+            tag = self.loader.resolve(ScalarNode, event.value, event.implicit)
+            if tag == _STR:
+                return event.value
+            builder = _SCALAR_BUILDERS.get(tag)
+            if builder is None:
+                raise _Fallback
+            try:
+                return builder(ScalarNode(tag, event.value))
+            except (ValueError, yaml.YAMLError):
+                raise _Fallback from None
+        if cls is MappingStartEvent:
+            if event.tag is not None:
+                raise _Fallback
+            result: dict[str, Any] = {}
+            get_event = self.get_event
+            while True:
+                key = get_event()
+                if key.__class__ is MappingEndEvent:
+                    return result
+                if key.__class__ is not ScalarEvent or key.anchor is not None or key.tag is not None:
+                    raise _Fallback
+                name = key.value
+                if name in result or (name == "<<" and key.implicit[0]):
+                    raise _Fallback
+                result[name] = self.value(get_event(), depth + 1)
+        if cls is SequenceStartEvent:
+            if event.tag is not None:
+                raise _Fallback
+            items: list[Any] = []
+            get_event = self.get_event
+            while True:
+                item = get_event()
+                if item.__class__ is SequenceEndEvent:
+                    return items
+                items.append(self.value(item, depth + 1))
+        raise _Fallback
 
 
 _STR, _SEQ, _MAP, _MERGE = _TAG + "str", _TAG + "seq", _TAG + "map", _TAG + "merge"

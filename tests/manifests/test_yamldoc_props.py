@@ -388,3 +388,32 @@ def test_parse_raises_only_yaml_error(text: str) -> None:
         assert exc.message
     else:
         _check_marks(doc)
+
+
+def _outcome(fn: Any, text: str) -> tuple[str, Any]:
+    try:
+        return ("data", fn(text).data)
+    except YamlError as exc:
+        return ("error", (exc.message, exc.mark, exc.path))
+
+
+@PROPS
+@given(data=json_like(st.text()), flow=st.booleans())
+def test_fast_path_and_node_path_agree_on_documents(data: Any, flow: bool) -> None:
+    from llmops.manifests.yamldoc import _parse_nodes
+
+    text = yaml.safe_dump(data, default_flow_style=flow, allow_unicode=True)
+    assert _outcome(parse, text) == _outcome(_parse_nodes, text)
+
+
+@PROPS
+@given(text=st.text(alphabet=st.sampled_from(list("ab:-&*<!{}[], \n\"'#0")), max_size=80))
+def test_fast_path_and_node_path_agree_on_any_text(text: str) -> None:
+    """Anchors, aliases, merge keys, tags, duplicates and syntax errors included."""
+    from llmops.manifests.yamldoc import _parse_nodes
+
+    fast, slow = _outcome(parse, text), _outcome(_parse_nodes, text)
+    if fast[0] == "data" and slow[0] == "data":
+        assert _same(fast[1], slow[1])
+    else:
+        assert fast == slow
