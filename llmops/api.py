@@ -6,28 +6,15 @@ raise ``llmops.domain.errors`` exceptions; they never print and never exit.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from llmops.domain.errors import ManifestInvalid
 from llmops.domain.repo import Repo, ValidationReport
-
-
-def display_prefix(root: Path) -> str:
-    """How to name files under ``root`` so a person (or GitHub) finds them from the cwd."""
-    resolved = root.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == cwd:
-        return ""
-    if resolved.is_relative_to(cwd):
-        return resolved.relative_to(cwd).as_posix()
-    return os.path.relpath(resolved, cwd) if resolved.anchor == cwd.anchor else str(resolved)
 
 
 def validate(path: str | Path = ".", prefix: str | None = None) -> ValidationReport:
     """Validate every manifest under ``path``; diagnostics are returned, not raised."""
-    from llmops.manifests.repository import validate_repo
+    from llmops.manifests.repository import display_prefix, validate_repo
 
     root = Path(path)
     return validate_repo(root, display_prefix(root) if prefix is None else prefix)
@@ -35,15 +22,9 @@ def validate(path: str | Path = ".", prefix: str | None = None) -> ValidationRep
 
 def load(path: str | Path = ".") -> Repo:
     """The validated repository, or ``ManifestInvalid`` carrying every diagnostic."""
-    report = validate(path)
-    if report.repo is None:
-        count = len(report.errors)
-        raise ManifestInvalid(
-            f"{count} error{'s' if count != 1 else ''} in the manifests; "
-            "run `llmops validate` for details",
-            report.diagnostics,
-        )
-    return report.repo
+    from llmops.manifests.repository import load_repo
+
+    return load_repo(Path(path))
 
 
 def schema(kind: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 EventType = Literal[
     "released",
@@ -22,17 +22,7 @@ EventType = Literal[
     "unheld",
     "marked-bad",
 ]
-EVENT_TYPES: tuple[str, ...] = (
-    "released",
-    "evaluated",
-    "built",
-    "deployed",
-    "promoted",
-    "rolled-back",
-    "held",
-    "unheld",
-    "marked-bad",
-)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 #: ``prev`` of the first entry.
 GENESIS = "0" * 64

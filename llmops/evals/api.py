@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from llmops.domain.errors import ManifestInvalid, Permanent, UsageError
+from llmops.domain.errors import Permanent, UsageError
 from llmops.domain.evals import CaseResult, EvalRun
 from llmops.domain.models.evalsuite import Case
 from llmops.domain.repo import Repo
@@ -73,27 +72,9 @@ class PreparedEval:
 
 def load_repo(path: str | Path) -> Repo:
     """The validated repository at ``path`` (``ManifestInvalid`` with every diagnostic)."""
-    from llmops.manifests.repository import validate_repo
+    from llmops.manifests.repository import load_repo as load
 
-    root = Path(path)
-    report = validate_repo(root, _display_prefix(root))
-    if report.repo is None:
-        count = len(report.errors)
-        raise ManifestInvalid(
-            f"{count} error{'s' if count != 1 else ''} in the manifests; "
-            "run `llmops validate` for details",
-            report.diagnostics,
-        )
-    return report.repo
-
-
-def _display_prefix(root: Path) -> str:
-    resolved, cwd = root.resolve(), Path.cwd().resolve()
-    if resolved == cwd:
-        return ""
-    if resolved.is_relative_to(cwd):
-        return resolved.relative_to(cwd).as_posix()
-    return os.path.relpath(resolved, cwd) if resolved.anchor == cwd.anchor else str(resolved)
+    return load(Path(path))
 
 
 def prepare_eval(

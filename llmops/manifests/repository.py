@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmops.domain.diagnostics import Diagnostic
-from llmops.domain.errors import SourceError
+from llmops.domain.errors import ManifestInvalid, SourceError
 from llmops.domain.models import Environment, LLMApp, Pipeline
 from llmops.domain.repo import AppSource, EnvironmentSource, PipelineSource, Repo, ValidationReport
 from llmops.manifests.appcheck import check_app
@@ -218,3 +219,27 @@ def _app_dirs(ctx: Context, manifests_dir: Path) -> list[Path]:
 def _report(ctx: Context, repo: Repo | None) -> ValidationReport:
     unique = sorted(set(ctx.diagnostics), key=lambda d: (d.file, d.line, d.column, d.path, d.message))
     return ValidationReport(str(ctx.root), tuple(unique), repo, ctx.files)
+
+
+def display_prefix(root: Path) -> str:
+    """How to name files under ``root`` so a person (or GitHub) finds them from the cwd."""
+    resolved = root.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd:
+        return ""
+    if resolved.is_relative_to(cwd):
+        return resolved.relative_to(cwd).as_posix()
+    return os.path.relpath(resolved, cwd) if resolved.anchor == cwd.anchor else str(resolved)
+
+
+def load_repo(root: Path, prefix: str | None = None) -> Repo:
+    """The validated repository at ``root``; ``ManifestInvalid`` carries every diagnostic."""
+    report = validate_repo(root, display_prefix(root) if prefix is None else prefix)
+    if report.repo is None:
+        count = len(report.errors)
+        raise ManifestInvalid(
+            f"{count} error{'s' if count != 1 else ''} in the manifests; "
+            "run `llmops validate` for details",
+            report.diagnostics,
+        )
+    return report.repo

@@ -36,7 +36,6 @@ from llmops.domain.archive import LedgerEntry
 from llmops.domain.diagnostics import Diagnostic
 from llmops.domain.errors import (
     LlmopsError,
-    ManifestInvalid,
     UsageError,
 )
 from llmops.domain.evals import GateResult
@@ -164,17 +163,9 @@ class World:
 
 def load_repo(root: Path) -> Repo:
     """The validated repository (``ManifestInvalid`` with every diagnostic)."""
-    from llmops.manifests.repository import validate_repo
+    from llmops.manifests.repository import load_repo as load
 
-    report = validate_repo(root)
-    if report.repo is None:
-        count = len(report.errors)
-        raise ManifestInvalid(
-            f"{count} error{'s' if count != 1 else ''} in the manifests; "
-            "run `llmops validate` for details",
-            report.diagnostics,
-        )
-    return report.repo
+    return load(root, prefix="")
 
 
 class _Session:
