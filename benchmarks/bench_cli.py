@@ -39,11 +39,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--apps", type=int, default=500)
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter whose llmops to measure (e.g. a venv with a regular, non-editable install)",
+    )
     args = parser.parse_args()
-    llmops = [sys.executable, "-m", "llmops"]
+    llmops = [args.python, "-m", "llmops"]
     rows: dict[str, dict[str, float]] = {}
 
-    base, base_min = median_seconds([sys.executable, "-c", "pass"], args.runs)
+    base, base_min = median_seconds([args.python, "-c", "pass"], args.runs)
     rows["python -c pass (baseline)"] = {"median_s": base, "min_s": base_min}
     help_med, help_min = median_seconds([*llmops, "--help"], args.runs)
     rows["llmops --help"] = {"median_s": help_med, "min_s": help_min, "target_s": 0.25}
@@ -67,9 +72,11 @@ def main() -> None:
             f"{name:34} {row['median_s']:8.3f}s {row['min_s']:8.3f}s {target:>8} "
             f"{row['median_s'] / base:8.1f}x"
         )
-    out = HERE / "results" / "cli.json"
+    out = HERE / "results" / ("cli.json" if args.python == sys.executable else "cli-installed.json")
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"runs": args.runs, "results": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps({"runs": args.runs, "python": args.python, "results": rows}, indent=2) + "\n"
+    )
     print(f"wrote {out.relative_to(ROOT)}")
 
 

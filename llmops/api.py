@@ -12,12 +12,19 @@ from typing import Any
 from llmops.domain.repo import Repo, ValidationReport
 
 
-def validate(path: str | Path = ".", prefix: str | None = None) -> ValidationReport:
-    """Validate every manifest under ``path``; diagnostics are returned, not raised."""
+def validate(
+    path: str | Path = ".", prefix: str | None = None, *, parallel: bool = False
+) -> ValidationReport:
+    """Validate every manifest under ``path``; diagnostics are returned, not raised.
+
+    ``parallel`` checks a large repository's apps in forked worker processes (the CLI
+    asks for it; a long-running process with threads should not).
+    """
     from llmops.manifests.repository import display_prefix, validate_repo
 
     root = Path(path)
-    return validate_repo(root, display_prefix(root) if prefix is None else prefix)
+    prefix = display_prefix(root) if prefix is None else prefix
+    return validate_repo(root, prefix, parallel=parallel)
 
 
 def load(path: str | Path = ".") -> Repo:

@@ -21,7 +21,7 @@ def validate(path: Path, output: str, strict: bool, quiet: bool) -> None:
     """
     from llmops import api
 
-    report = api.validate(path)
+    report = api.validate(path, parallel=True)
     failed = bool(report.errors) or (strict and bool(report.warnings))
     repo = report.repo
     summary = {

@@ -30,12 +30,14 @@ def check_app(
     app_dir: Path,
     suite_index: dict[str, set[str]],
     unloaded_suites: list[str] | None = None,
+    raw_suites: list[tuple[Any, str]] | None = None,
 ) -> AppSource | None:
     """Validate everything one app references; the AppSource when it is all sound.
 
     Every suite that loads is added to ``suite_index`` (name -> case ids), even when
     the app has other errors, so pipelines are not blamed for the app's mistakes; the
-    files of listed suites that do not load are appended to ``unloaded_suites``.
+    files of listed suites that do not load are appended to ``unloaded_suites``; each
+    accepted suite's YAML data and file go to ``raw_suites`` when given.
     """
     app = parsed.model
     assert app is not None and parsed.doc is not None
@@ -62,7 +64,7 @@ def check_app(
         )
     _check_json_schema(ctx, parsed, app_dir)
     unloaded = unloaded_suites if unloaded_suites is not None else []
-    suites = _check_suites(ctx, parsed, app_dir, unloaded)
+    suites = _check_suites(ctx, parsed, app_dir, unloaded, raw_suites)
     for source in suites:
         suite_index.setdefault(source.name, set()).update(c.id for c in source.suite.spec.cases)
     after = len([d for d in ctx.diagnostics if d.severity == "error"])
@@ -225,7 +227,11 @@ def _schema_error(schema: Any) -> tuple[tuple[str | int, ...], str] | None:
 
 
 def _check_suites(
-    ctx: Context, parsed: Parsed[LLMApp], app_dir: Path, unloaded: list[str]
+    ctx: Context,
+    parsed: Parsed[LLMApp],
+    app_dir: Path,
+    unloaded: list[str],
+    raw_suites: list[tuple[Any, str]] | None = None,
 ) -> list[SuiteSource]:
     app = parsed.model
     assert app is not None
@@ -256,6 +262,8 @@ def _check_suites(
         _check_cases(ctx, parsed, loaded)
         _check_dataset(ctx, loaded, target.parent)
         suites.append(SuiteSource(suite, loaded.file))
+        if raw_suites is not None and loaded.doc is not None:
+            raw_suites.append((loaded.doc.data, loaded.file))
     listed = {os.path.normpath(app_dir / rel) for rel in app.spec.evals}
     evals_dir = app_dir / "evals"
     if evals_dir.is_dir():

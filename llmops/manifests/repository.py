@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import multiprocessing
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from llmops.domain.diagnostics import Diagnostic
 from llmops.domain.errors import ManifestInvalid, SourceError
-from llmops.domain.models import Environment, LLMApp, Pipeline
-from llmops.domain.repo import AppSource, EnvironmentSource, PipelineSource, Repo, ValidationReport
+from llmops.domain.models import Environment, EvalSuite, LLMApp, Pipeline
+from llmops.domain.repo import (
+    AppSource,
+    EnvironmentSource,
+    PipelineSource,
+    Repo,
+    SuiteSource,
+    ValidationReport,
+)
 from llmops.manifests.appcheck import check_app
 from llmops.manifests.loader import Context, Parsed, yaml_files
+from llmops.manifests.templates import analyse
 from llmops.manifests.xref import (
     check_app_env,
     check_environment,
@@ -47,17 +56,19 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def validate_repo(root: Path, prefix: str = "") -> ValidationReport:
+def validate_repo(root: Path, prefix: str = "", *, parallel: bool = False) -> ValidationReport:
     """Load and check every manifest under ``root``.
 
     Raises ``SourceError`` only when ``root`` itself cannot be read; everything wrong
-    inside it is a diagnostic in the report.
+    inside it is a diagnostic in the report. With ``parallel``, a repository of
+    ``PARALLEL_MIN_APPS`` apps or more has its apps checked in forked worker processes:
+    for the CLI, not for a long-running process with threads.
     """
     with _collector_paused():
-        return _validate_repo(root, prefix)
+        return _validate_repo(root, prefix, parallel)
 
 
-def _validate_repo(root: Path, prefix: str) -> ValidationReport:
+def _validate_repo(root: Path, prefix: str, parallel: bool) -> ValidationReport:
     if not root.exists():
         raise SourceError(f"{root}: no such directory")
     if not root.is_dir():
@@ -81,8 +92,7 @@ def _validate_repo(root: Path, prefix: str) -> ValidationReport:
     suite_index: dict[str, set[str]] = {}
     every_app_loaded = True
     any_suite_unloaded = False
-    for app_dir in _app_dirs(ctx, manifests_dir):
-        outcome = check_app_dir(ctx.root, ctx.prefix, app_dir)
+    for outcome in _outcomes(ctx, _app_dirs(ctx, manifests_dir), parallel):
         ctx.diagnostics.extend(outcome.diagnostics)
         ctx.files += outcome.files
         # An app by its directory, even when broken: references to it are not "unknown".
@@ -167,10 +177,16 @@ class AppOutcome:
     files: int
     loaded: bool
     suite_unloaded: bool
+    #: ``source`` as plain data, for the trip from a worker process (see ``_pack``).
+    packed: tuple[Any, ...] | None = None
 
 
-def check_app_dir(root: Path, prefix: str, app_dir: Path) -> AppOutcome:
-    """Load ``app_dir/app.yaml`` and check everything the app references."""
+def check_app_dir(root: Path, prefix: str, app_dir: Path, *, pack: bool = False) -> AppOutcome:
+    """Load ``app_dir/app.yaml`` and check everything the app references.
+
+    With ``pack`` the outcome carries the manifests' YAML data instead of the models,
+    for the trip back from a worker process (``_unpack`` validates it again).
+    """
     ctx = Context(root=root, prefix=prefix)
     candidates = [app_dir / "app.yaml", app_dir / "app.yml"]
     existing = [c for c in candidates if c.is_file()]
@@ -183,10 +199,15 @@ def check_app_dir(root: Path, prefix: str, app_dir: Path) -> AppOutcome:
     source = None
     index: dict[str, set[str]] = {}
     unloaded: list[str] = []
+    raw_suites: list[tuple[Any, str]] = []
     if parsed.model is not None:
-        source = check_app(ctx, parsed, app_dir, index, unloaded)
+        source = check_app(ctx, parsed, app_dir, index, unloaded, raw_suites)
     check_app_env(ctx, parsed)
     scan_secrets(ctx, parsed)
+    packed = None
+    if pack and source is not None and parsed.doc is not None:
+        packed = (parsed.doc.data, source.dir, source.file, tuple(raw_suites))
+        source = None
     return AppOutcome(
         dir_name=app_dir.name,
         source=source,
@@ -195,7 +216,56 @@ def check_app_dir(root: Path, prefix: str, app_dir: Path) -> AppOutcome:
         files=ctx.files,
         loaded=parsed.model is not None,
         suite_unloaded=bool(unloaded),
+        packed=packed,
     )
+
+
+#: Below this many apps everything runs in-process: forking would cost more than it saves.
+PARALLEL_MIN_APPS = 100
+
+
+def _outcomes(ctx: Context, app_dirs: list[Path], parallel: bool) -> Iterator[AppOutcome]:
+    """Check each app directory, in order; in forked workers for a large repository.
+
+    Workers send their findings back as plain data: the manifests' YAML data, validated
+    again here, which costs a fraction of pickling pydantic models.
+    """
+    workers = min(os.cpu_count() or 1, 8)
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    if not (parallel and forkable and workers > 1 and len(app_dirs) >= PARALLEL_MIN_APPS):
+        for app_dir in app_dirs:
+            yield check_app_dir(ctx.root, ctx.prefix, app_dir)
+        return
+    # Build the validators and Jinja2's lexer once, here: the forked workers inherit them.
+    LLMApp.model_rebuild()
+    EvalSuite.model_rebuild()
+    analyse("{{ warm }}")
+    size = max(1, len(app_dirs) // (workers * 4))
+    chunks = [
+        (ctx.root, ctx.prefix, tuple(app_dirs[i : i + size])) for i in range(0, len(app_dirs), size)
+    ]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for packed in pool.imap(_check_chunk, chunks):
+            for outcome in packed:
+                yield _unpack(outcome)
+
+
+def _check_chunk(job: tuple[Path, str, tuple[Path, ...]]) -> list[AppOutcome]:
+    root, prefix, app_dirs = job
+    return [check_app_dir(root, prefix, app_dir, pack=True) for app_dir in app_dirs]
+
+
+def _unpack(outcome: AppOutcome) -> AppOutcome:
+    if outcome.packed is None:
+        return outcome
+    app, app_dir, file, suites = outcome.packed
+    source = AppSource(
+        app=LLMApp.model_validate(app),
+        dir=app_dir,
+        file=file,
+        suites=tuple(SuiteSource(EvalSuite.model_validate(data), name) for data, name in suites),
+    )
+    return replace(outcome, source=source, packed=None)
 
 
 def _errors(ctx: Context) -> int:
