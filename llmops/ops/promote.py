@@ -298,7 +298,7 @@ def _promote(
     chosen = _parse_mode(mode)
     branch = promotion_branch("promote", to_env, app)
 
-    def make_plan(run_allowed: bool = not no_run) -> PromotionPlan:
+    def make_plan(in_flight: InFlight | None, run_allowed: bool = not no_run) -> PromotionPlan:
         return plan_promotion(
             session.repo,
             session.archive.entries(),
@@ -314,21 +314,13 @@ def _promote(
             has_object=session.archive.has,
         )
 
-    in_flight: InFlight | None = None
-    make_plan()  # unknown names fail before the remote is asked anything
-    in_flight, notes = _ask_in_flight(session, branch, dry_run)
-    plan = make_plan()
-    if dry_run:
-        return PromotionResult(plan, dry_run=True, applied=False, notes=tuple(notes))
-    if plan.noop:
-        return PromotionResult(
-            plan, False, False, notes=(f"{short(plan.candidate)} is already pinned in {to_env}",)
-        )
-    refuse_if_needed(plan)
+    in_flight, plan, notes, early = _first_plan(session, branch, dry_run, to_env, make_plan)
+    if early is not None:
+        return early
     entries: list[LedgerEntry] = []
     if plan.run_evals:
         entries.append(_run_target_gate(session, plan, pipeline))
-        plan = make_plan(run_allowed=False)
+        plan = make_plan(in_flight, run_allowed=False)
         refuse_if_needed(plan)
         notes.append(f"ran the {to_env} gate: {plan.evidence[-1].summary}")
     if plan.candidate_from_work_tree and plan.candidate is not None:
@@ -336,10 +328,14 @@ def _promote(
         if created.entry is not None:
             entries.append(created.entry)
             notes.append(f"archived {short(created.release_id)} from the work tree")
-        plan = make_plan(run_allowed=False)
+        plan = make_plan(in_flight, run_allowed=False)
         refuse_if_needed(plan)
     applied = apply_plan(
-        plan, session.workspace(plan), session.replan(lambda: make_plan(False)), None, max_attempts
+        plan,
+        session.workspace(plan),
+        session.replan(lambda: make_plan(in_flight, False)),
+        None,
+        max_attempts,
     )
     if applied.commit is not None:
         entries.append(
@@ -364,6 +360,30 @@ def _promote(
         entries=tuple(entries),
         notes=tuple(notes + list(applied.notes)),
     )
+
+
+def _first_plan(
+    session: _Session,
+    branch: str,
+    dry_run: bool,
+    env: str,
+    make_plan: Callable[[InFlight | None], PromotionPlan],
+) -> tuple[InFlight | None, PromotionPlan, list[str], PromotionResult | None]:
+    """Plan once offline (unknown names fail before the remote is asked anything), ask
+    the remote what is in flight, plan again; a dry run or a no-op ends here (the last
+    item), and a refusal raises."""
+    make_plan(None)
+    in_flight, notes = _ask_in_flight(session, branch, dry_run)
+    plan = make_plan(in_flight)
+    if dry_run:
+        return in_flight, plan, notes, PromotionResult(
+            plan, dry_run=True, applied=False, notes=tuple(notes)
+        )
+    if plan.noop:
+        done = (f"{short(plan.candidate)} is already pinned in {env}",)
+        return in_flight, plan, notes, PromotionResult(plan, False, False, notes=done)
+    refuse_if_needed(plan)
+    return in_flight, plan, notes, None
 
 
 def _ask_in_flight(
@@ -453,7 +473,7 @@ def _rollback(
     chosen = _parse_mode(mode)
     branch = promotion_branch("rollback", env, app)
 
-    def make_plan() -> PromotionPlan:
+    def make_plan(in_flight: InFlight | None) -> PromotionPlan:
         return plan_rollback(
             session.repo,
             session.archive.entries(),
@@ -467,19 +487,15 @@ def _rollback(
             has_object=session.archive.has,
         )
 
-    in_flight: InFlight | None = None
-    make_plan()  # unknown names fail before the remote is asked anything
-    in_flight, notes = _ask_in_flight(session, branch, dry_run)
-    plan = make_plan()
-    if dry_run:
-        return PromotionResult(plan, dry_run=True, applied=False, notes=tuple(notes))
-    if plan.noop:
-        return PromotionResult(
-            plan, False, False, notes=(f"{short(plan.candidate)} is already pinned in {env}",)
-        )
-    refuse_if_needed(plan)
+    in_flight, plan, _notes, early = _first_plan(session, branch, dry_run, env, make_plan)
+    if early is not None:
+        return early
     applied = apply_plan(
-        plan, session.workspace(plan), session.replan(make_plan), reason, max_attempts
+        plan,
+        session.workspace(plan),
+        session.replan(lambda: make_plan(in_flight)),
+        reason,
+        max_attempts,
     )
     entries = []
     if applied.commit is not None:
