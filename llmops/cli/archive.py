@@ -25,7 +25,13 @@ def verify(path: Path, archive_dir: Path | None, output: str) -> None:
     Exit 0 when intact, 1 otherwise.
     """
     from llmops import api
+    from llmops.domain.errors import UsageError
 
+    if archive_dir is not None and not any(
+        (archive_dir / part).is_dir() for part in ("ledger", "objects")
+    ):
+        # A mistyped path must not verify as an intact, empty archive.
+        raise UsageError(f"no archive at {archive_dir}: it has no ledger/ or objects/ directory")
     report = api.archive_verify(path, archive=archive_dir)
     if output == "json":
         echo_json(

@@ -118,3 +118,15 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     for entry in store.entries():
         per_app[entry.app] += 1
     assert set(per_app.values()) == {25}
+
+
+def test_verify_refuses_a_path_that_is_no_archive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmops.cli.main import main
+
+    root = Path(__file__).resolve().parents[2]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["archive", "verify", "--path", str(root), "--archive", str(tmp_path / "typo")])
+    assert exit_info.value.code == 2
+    assert "no archive at" in capsys.readouterr().err
