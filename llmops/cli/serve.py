@@ -119,7 +119,7 @@ def _serve_release(
     import tempfile
 
     from llmops import api
-    from llmops.domain.errors import SourceError, UsageError
+    from llmops.domain.errors import InvalidInput, SourceError, UsageError
     from llmops.releases.bundle import load_bundle
     from llmops.runtime.bundled import materialize
     from llmops.runtime.loaded import LoadedApp, load_app
@@ -130,6 +130,8 @@ def _serve_release(
             bundle = load_bundle(bundle_path.read_bytes())
         except OSError as exc:
             raise SourceError(f"{bundle_path}: {exc.strerror or exc}") from None
+        except InvalidInput as exc:
+            raise InvalidInput(f"{bundle_path}: {exc.message}") from None
     else:
         assert release_ref is not None
         bundle, _ = api.release_show(path, release_ref)
