@@ -8,7 +8,9 @@ any case failed or errored, or the run was interrupted), 2 the eval could not ru
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,89 +67,68 @@ def eval_(
     Exit 0 when every case passed (with --gate: when the gate passed), 1 when not,
     2 when the eval could not run.
     """
-    from llmops.domain.errors import InvalidInput, LlmopsError
+    with _could_not_run():
+        from llmops import api
+        from llmops.domain.errors import UsageError
+        from llmops.evals.api import EvalSettings, run_eval
+
+        repo = api.load(repo_path)
+        gate = _gate(repo, stage) if stage else None
+        if baseline and not stage and baseline == "auto":
+            raise UsageError("--baseline auto needs --gate STAGE")
+        if gate is not None and not suites:
+            suites = tuple(gate.suites)
+        settings = EvalSettings(
+            environment=environment,
+            repeat=repeat or (gate.repeats if gate is not None else 1),
+            concurrency=concurrency,
+            use_cache=not no_cache,
+            model_url=model_url,
+            rate_limit=rate_limit,
+            judge_model=judge_model,
+        )
+        base_run = _baseline(baseline, repo, app, stage) if baseline else None
+        progress = _Progress(enabled=output == "text" and sys.stderr.isatty())
+        try:
+            run = run_eval(
+                repo, app, suites, settings, on_start=progress.start, on_case=progress.advance
+            )
+        finally:
+            progress.stop()
+        result = None
+        if gate is not None and stage is not None:
+            from llmops.evals.gates import evaluate_gate
+
+            result = evaluate_gate(stage, gate, run, base_run)
+        if report_dir is not None:
+            from llmops.evals.reports import write_reports
+
+            written = write_reports(report_dir, run, result, base_run)
+            if output == "text":
+                click.echo(f"reports: {', '.join(str(p) for p in written.values())}", err=True)
+        if output == "json":
+            from llmops.evals.reports import render_json
+
+            click.echo(render_json(run, result, base_run))
+        else:
+            _print_text(run, result)
+        if result is not None:
+            raise SystemExit(0 if result.passed else 1)
+        failed = run.interrupted or any(c.outcome != "pass" for c in run.cases)
+        raise SystemExit(1 if failed else 0)
+
+
+
+@contextlib.contextmanager
+def _could_not_run() -> Iterator[None]:
+    """Exit 1 means "the gate failed"; anything that stopped the eval exits 2."""
+    from llmops.domain.errors import LlmopsError
 
     try:
-        code = _run(
-            app, suites, environment, repeat, concurrency, rate_limit, no_cache, model_url,
-            judge_model, stage, baseline, output, report_dir, repo_path,
-        )
-    except InvalidInput as exc:
-        for diagnostic in exc.diagnostics:
-            click.echo(diagnostic.render(), err=True)
-        click.echo(f"error: {exc.message}", err=True)
-        code = 2
+        yield
     except LlmopsError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        code = 2
-    raise SystemExit(code)
-
-
-def _run(
-    app: str,
-    suites: tuple[str, ...],
-    environment: str | None,
-    repeat: int | None,
-    concurrency: int,
-    rate_limit: float | None,
-    no_cache: bool,
-    model_url: str | None,
-    judge_model: str | None,
-    stage: str | None,
-    baseline: str | None,
-    output: str,
-    report_dir: Path | None,
-    repo_path: Path,
-) -> int:
-    from llmops import api
-    from llmops.domain.errors import UsageError
-    from llmops.evals.api import EvalSettings, run_eval
-
-    repo = api.load(repo_path)
-    gate = _gate(repo, stage) if stage else None
-    if baseline and not stage and baseline == "auto":
-        raise UsageError("--baseline auto needs --gate STAGE")
-    if gate is not None and not suites:
-        suites = tuple(gate.suites)
-    settings = EvalSettings(
-        environment=environment,
-        repeat=repeat or (gate.repeats if gate is not None else 1),
-        concurrency=concurrency,
-        use_cache=not no_cache,
-        model_url=model_url,
-        rate_limit=rate_limit,
-        judge_model=judge_model,
-    )
-    base_run = _baseline(baseline, repo, app, stage) if baseline else None
-    progress = _Progress(enabled=output == "text" and sys.stderr.isatty())
-    try:
-        run = run_eval(
-            repo, app, suites, settings, on_start=progress.start, on_case=progress.advance
-        )
-    finally:
-        progress.stop()
-    result = None
-    if gate is not None and stage is not None:
-        from llmops.evals.gates import evaluate_gate
-
-        result = evaluate_gate(stage, gate, run, base_run)
-    if report_dir is not None:
-        from llmops.evals.reports import write_reports
-
-        written = write_reports(report_dir, run, result, base_run)
-        if output == "text":
-            click.echo(f"reports: {', '.join(str(p) for p in written.values())}", err=True)
-    if output == "json":
-        from llmops.evals.reports import render_json
-
-        click.echo(render_json(run, result, base_run))
-    else:
-        _print_text(run, result)
-    if result is not None:
-        return 0 if result.passed else 1
-    failed = run.interrupted or any(c.outcome != "pass" for c in run.cases)
-    return 1 if failed else 0
-
+        exc.exit_code = 2
+        raise
 
 def _gate(repo: Repo, stage: str) -> Gate:
     from llmops.domain.errors import UsageError

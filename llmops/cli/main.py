@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo("aborted", err=True)
         sys.exit(130)
     except LlmopsError as exc:
+        for diagnostic in getattr(exc, "diagnostics", ()):
+            click.echo(diagnostic.render(), err=True)
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

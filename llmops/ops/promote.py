@@ -348,6 +348,11 @@ def _promote(
                 data=_ledger_data(applied, source=applied.plan.source),
             )
         )
+    return _result(applied, entries, (*notes, *applied.notes))
+
+
+def _result(applied: Applied, entries: list[LedgerEntry], notes: tuple[str, ...]) -> PromotionResult:
+    """What an applied promotion or rollback returns."""
     return PromotionResult(
         applied.plan,
         dry_run=False,
@@ -358,7 +363,7 @@ def _promote(
         body_file=applied.body_file,
         attempts=applied.attempts,
         entries=tuple(entries),
-        notes=tuple(notes + list(applied.notes)),
+        notes=notes,
     )
 
 
@@ -518,17 +523,10 @@ def _rollback(
                 data={"reason": f"{why}: {reason}" if reason else why, "by": "rollback"},
             )
         )
-    return PromotionResult(
-        applied.plan,
-        dry_run=False,
-        applied=applied.commit is not None,
-        commit=applied.commit,
-        branch=applied.branch,
-        pull_request=applied.pull_request,
-        body_file=applied.body_file,
-        attempts=applied.attempts,
-        entries=tuple(entries),
-        notes=(
+    return _result(
+        applied,
+        entries,
+        (
             *applied.notes,
             f"automatic promotion of {app} into {env} is held until "
             f"`llmops unhold {app} --env {env}`",

@@ -81,3 +81,17 @@ def test_missing_path_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
         main(["validate", str(tmp_path / "nope")])
     assert exit_info.value.code == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_other_commands_print_the_diagnostics_of_an_invalid_repo(
+    broken: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmops.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["release", "create", "support-bot", "--path", str(broken)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "spec.model.params.temperature: must be ≤ 2 (got 3.5)" in err
+    assert "error: 1 error in the manifests" in err
+    assert "Traceback" not in err
