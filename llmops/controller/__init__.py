@@ -1,0 +1,1 @@
+"""The long-running in-cluster controller: poll, webhook, leader election, health and metrics."""

@@ -1,0 +1,1 @@
+"""Deploy targets: desired state, rendering, planning and applying per environment."""

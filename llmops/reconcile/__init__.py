@@ -1,0 +1,1 @@
+"""The reconciler: desired (git) vs live (targets, ledger) per stage, as small steps."""
