@@ -1,0 +1,1 @@
+"""Docker Engine, base image and registry fixtures (filled in by the build work)."""

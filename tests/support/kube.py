@@ -1,0 +1,1 @@
+"""Kubernetes API test server fixtures (filled in by the deploy work)."""
