@@ -1,0 +1,1 @@
+"""Container images of releases: the Dockerfile, the build context and the wheelhouse."""
