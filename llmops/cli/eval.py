@@ -4,6 +4,9 @@ Called by ``llmops.cli.main`` (lazily). Builds the run with ``llmops.evals.api``
 progress bar on a terminal, prints a per-suite table and the top failures (or JSON), then
 gates and writes reports when asked. Exit 0 passed, 1 gate failed (without ``--gate``:
 any case failed or errored, or the run was interrupted), 2 the eval could not run.
+With ``--endpoint URL`` the cases go to the app served at URL (``llmops serve``, a
+deployed colour) instead of the model, uncached; an endpoint that cannot be reached
+exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ TOP_FAILURES = 10
 @click.option("--rate-limit", type=click.FloatRange(min=0.01), help="Requests/s per endpoint.")
 @click.option("--no-cache", is_flag=True, help="Call the model for every sample.")
 @click.option("--model-url", help="Send model calls to this endpoint (e.g. a local stub).")
+@click.option("--endpoint", metavar="URL",
+              help="Evaluate the app served at this runtime URL (POST URL/v1/apps/APP/invoke) "
+                   "instead of calling the model; never cached.")
 @click.option("--judge-model", help="Model that grades llm-rubric [default: the app's].")
 @click.option("--gate", "stage", help="Decide the gate of this pipeline stage (environment).")
 @click.option("--baseline", help="Compare with: RELEASE, auto (pinned in STAGE) or PATH.json.")
@@ -53,6 +59,7 @@ def eval_(
     rate_limit: float | None,
     no_cache: bool,
     model_url: str | None,
+    endpoint: str | None,
     judge_model: str | None,
     stage: str | None,
     baseline: str | None,
@@ -64,6 +71,8 @@ def eval_(
 
     Every case is rendered with the app's templates and guardrails, sent to the model
     (replies are cached in .llmops/cache/evals.sqlite; --no-cache skips it) and graded.
+    With --endpoint the cases' inputs go to the app running at URL instead, and its
+    answers are graded (guardrail blocks included); nothing is cached.
     Exit 0 when every case passed (with --gate: when the gate passed), 1 when not,
     2 when the eval could not run.
     """
@@ -72,6 +81,11 @@ def eval_(
         from llmops.domain.errors import UsageError
         from llmops.evals.api import EvalSettings, run_eval
 
+        if endpoint is not None and model_url is not None:
+            raise UsageError(
+                "--endpoint and --model-url exclude each other: --endpoint evaluates the app "
+                "served at that URL, --model-url runs the app here against another model"
+            )
         repo = api.load(repo_path)
         gate = _gate(repo, stage) if stage else None
         if baseline and not stage and baseline == "auto":
@@ -82,8 +96,9 @@ def eval_(
             environment=environment,
             repeat=repeat or (gate.repeats if gate is not None else 1),
             concurrency=concurrency,
-            use_cache=not no_cache,
+            use_cache=not no_cache and endpoint is None,
             model_url=model_url,
+            endpoint=endpoint,
             rate_limit=rate_limit,
             judge_model=judge_model,
         )
@@ -111,7 +126,7 @@ def eval_(
 
             click.echo(render_json(run, result, base_run))
         else:
-            _print_text(run, result)
+            _print_text(run, result, endpoint)
         if result is not None:
             raise SystemExit(0 if result.passed else 1)
         failed = run.interrupted or any(c.outcome != "pass" for c in run.cases)
@@ -195,7 +210,7 @@ class _Progress:
             self._bar = None
 
 
-def _print_text(run: EvalRun, gate: GateResult | None) -> None:
+def _print_text(run: EvalRun, gate: GateResult | None, endpoint: str | None = None) -> None:
     from llmops.cli.output import plural, table
 
     rows = []
@@ -217,6 +232,9 @@ def _print_text(run: EvalRun, gate: GateResult | None) -> None:
             click.echo(f"  ✗ {case.suite}/{case.case_id}{flag} ({case.outcome}): {_why(case)}")
     retries = f"{run.retries} {'retry' if run.retries == 1 else 'retries'}"
     calls = f"{plural(run.model_calls, 'model call')}, {run.cache_hits} cached, {retries}"
+    if endpoint is not None:
+        calls = f"{plural(run.model_calls, 'request')} (invoke and judge), {retries}"
+        calls += f"; release {run.release} at {run.model}"
     count = plural(len(run.cases), "case")
     click.echo(f"\n{count} × {run.repeats} in {run.duration_s:.2f}s; {calls}")
     if run.interrupted:
