@@ -171,6 +171,15 @@ def test_is_refusal_counts_guardrail_blocks() -> None:
     assert run("not-is-refusal", "[blocked]", blocked).outcome == "fail"
 
 
+def test_is_json_passes_a_guardrail_block_which_the_runtime_answers_with_json() -> None:
+    blocked = GradeContext(blocked="input guardrail prompt-injection: ignore previous")
+    block_text = "[blocked by the input guardrail prompt-injection]"
+    assert run("is-json", block_text, blocked).passed
+    assert not run("is-json", block_text).passed
+    assert not run("not-is-json", block_text, blocked).passed
+    assert run("json-schema", block_text, blocked, value={"type": "object"}).passed is False
+
+
 def test_a_crashing_handler_is_an_error_not_a_raise(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object) -> GradingResult:
         raise RuntimeError("bug")

@@ -2,7 +2,8 @@
 ``registry``; pure (schema files arrive parsed in the context).
 
 The whole reply, without surrounding whitespace, must be one JSON value; text around it
-or Markdown code fences make it not JSON. ``json-schema`` takes an inline schema or a
+or Markdown code fences make it not JSON. A sample the runtime's guardrails blocked is
+JSON to the caller (the runtime answers with a JSON error body), so ``is-json`` passes it. ``json-schema`` takes an inline schema or a
 file path **relative to the app directory** (``manifests/<app>/``), like the output
 guardrail's ``jsonSchema``. ``json-path`` compares the value at ``path`` with ``value``
 as JSON (``false`` is not ``0``), or checks that the path exists when ``value`` is null.
@@ -48,6 +49,10 @@ def _parse(output: str) -> tuple[Any, str]:
 
 @handler("is-json")
 def is_json(output: str, assertion: Assertion, ctx: GradeContext) -> GradingResult:
+    if ctx.blocked:
+        # the runtime answered with its own JSON error body, not the model's reply: the
+        # contract held (``not is-json`` then fails, as it should)
+        return verdict(True, f"blocked by the {ctx.blocked}: the runtime answered with a JSON error")
     value, why = _parse(output)
     if value is _NOT_JSON:
         return verdict(False, f"expected output to be JSON; {why}; got {snippet(output)}")
