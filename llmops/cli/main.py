@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("llmops.cli.promote:rollback", "Pin an env back to its last good release."),
     "hold": ("llmops.cli.promote:hold", "Hold automatic promotion of an app into an env."),
     "unhold": ("llmops.cli.promote:unhold", "Lift a hold on promoting an app into an env."),
+    "render": ("llmops.cli.render:render", "Print an app's Kubernetes objects for an environment."),
     "stub-model": ("llmops.cli.stub:stub_model", "Run the OpenAI-compatible stub model (for tests and demos; not a real LLM)."),
 }
 

@@ -18,24 +18,14 @@ the variable or file that is missing, never a value.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from llmops.domain.errors import Permanent
-from llmops.domain.models.secrets import SecretRef
+from llmops.domain.models.secrets import SECRET_ENV_PREFIX, SecretRef, secret_env_name
 
-SECRET_ENV_PREFIX = "LLMOPS_SECRET_"
-
-
-def secret_env_name(name: str, key: str) -> str:
-    """The environment variable a Kubernetes Secret key is mounted as, e.g.
-    ``secret_env_name("openai", "api-key") == "LLMOPS_SECRET_OPENAI_API_KEY"``."""
-
-    def snake(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9]", "_", text).upper()
-
-    return f"{SECRET_ENV_PREFIX}{snake(name)}_{snake(key)}"
+# re-exported: the naming rule lives in the domain so deploy can mount what the runtime reads
+__all__ = ["SECRET_ENV_PREFIX", "read_secret_file", "resolve_api_key", "secret_env_name"]
 
 
 def read_secret_file(path: str) -> str:

@@ -6,6 +6,7 @@ manifest is a validation error, and its value is never echoed in the message.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -18,6 +19,22 @@ LITERAL_SECRET_MESSAGE = (
     "reference one instead: {env: OPENAI_API_KEY}, {file: /var/run/secrets/llm/api-key} "
     "or, on Kubernetes, {secret: {name: openai, key: api-key}}"
 )
+
+#: prefix of the environment variable a Kubernetes Secret key is mounted as
+SECRET_ENV_PREFIX = "LLMOPS_SECRET_"
+
+
+def secret_env_name(name: str, key: str) -> str:
+    """The environment variable a Kubernetes Secret key is mounted as, e.g.
+    ``secret_env_name("openai", "api-key") == "LLMOPS_SECRET_OPENAI_API_KEY"``.
+
+    Shared by the runtime (which reads it) and deploy (which mounts it), so it lives here.
+    """
+
+    def snake(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9]", "_", text).upper()
+
+    return f"{SECRET_ENV_PREFIX}{snake(name)}_{snake(key)}"
 
 
 class SecretKeyRef(Strict):
