@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prompt": ("llmops.cli.prompt:prompt", "Render an app's prompt exactly as it would be sent."),
     "serve": ("llmops.cli.serve:serve", "Run an app as an HTTP server (invoke, chat, metrics)."),
     "release": ("llmops.cli.release:release", "Create, list, show and diff content-addressed releases."),
+    "build": ("llmops.cli.build:build", "Build (and push) the container image of a release."),
     "archive": ("llmops.cli.archive:archive", "Verify the archive: ledger hash chain and objects."),
     "history": ("llmops.cli.archive:history", "Show the ledger: who released, promoted, rolled back."),
     "promote": ("llmops.cli.promote:promote", "Promote a gated release to the next stage via git."),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from llmops.domain.deploy import ENV_ENVIRONMENT, ENV_MODEL_NAME, ENV_MODEL_URL
+
 
 @click.command()
 @click.argument("app")
@@ -17,7 +19,11 @@ import click
     help="The repository root.",
 )
 @click.option(
-    "--env", "environment", help="Apply this environment's overrides (model endpoint, key)."
+    "--env",
+    "environment",
+    envvar=ENV_ENVIRONMENT,
+    help=f"Apply this environment's overrides (model endpoint, key); with --bundle and no "
+    f"environments/ directory, only its name (a label)  [env: {ENV_ENVIRONMENT}]",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(
@@ -33,7 +39,14 @@ import click
 )
 @click.option(
     "--model-url",
-    help="Call this OpenAI-compatible base URL instead (e.g. a stub: http://127.0.0.1:9000/v1).",
+    envvar=ENV_MODEL_URL,
+    help="Call this OpenAI-compatible base URL instead (e.g. a stub: http://127.0.0.1:9000/v1)"
+    f"  [env: {ENV_MODEL_URL}]",
+)
+@click.option(
+    "--model-name",
+    envvar=ENV_MODEL_NAME,
+    help=f"Call this model id instead of the app's spec.model.name  [env: {ENV_MODEL_NAME}]",
 )
 @click.option(
     "--bundle",
@@ -61,6 +74,7 @@ def serve(
     port: int | None,
     reload: bool,
     model_url: str | None,
+    model_name: str | None,
     bundle_path: Path | None,
     release_ref: str | None,
     log_level: str,
@@ -71,6 +85,10 @@ def serve(
     From the work tree the release is 'dev' and --reload follows edits. With --bundle or
     --release the archived release is served, byte for byte what was gated, under its id.
     Stop with Ctrl-C or SIGTERM: requests in flight are finished first.
+
+    In an image (what `llmops build` makes) the settings come from the environment:
+    LLMOPS_ENVIRONMENT, LLMOPS_MODEL_URL, LLMOPS_MODEL_NAME and LLMOPS_MODEL_API_KEY_ENV,
+    the name of the variable holding the API key.
     """
     from llmops import api
     from llmops.domain.errors import UsageError
@@ -88,11 +106,26 @@ def serve(
         if bundle_path is not None and release_ref is not None:
             raise UsageError("give --bundle or --release, not both")
         return _serve_release(
-            app, path, bundle_path, release_ref, environment, host, port, model_url, log_level
+            app,
+            path,
+            bundle_path,
+            release_ref,
+            environment,
+            host,
+            port,
+            model_url,
+            model_name,
+            log_level,
         )
 
     def load() -> LoadedApp:
-        return load_app(api.load(path), app, environment=environment, model_url=model_url)
+        return load_app(
+            api.load(path),
+            app,
+            environment=environment,
+            model_url=model_url,
+            model_name=model_name,
+        )
 
     loaded = load()
     run(
@@ -114,6 +147,7 @@ def _serve_release(
     host: str,
     port: int | None,
     model_url: str | None,
+    model_name: str | None,
     log_level: str,
 ) -> None:
     import tempfile
@@ -137,7 +171,10 @@ def _serve_release(
         bundle, _ = api.release_show(path, release_ref)
     if bundle.app != app:
         raise UsageError(f"the release is of app {bundle.app!r}, not {app!r}")
-    env_repo = api.load(path) if environment is not None else None
+    # an environment's overrides apply when the repository has its environments/; without
+    # one (in an image) the name is only a label and the deployer's LLMOPS_* variables rule
+    with_overrides = environment is not None and (path / "environments").is_dir()
+    env_repo = api.load(path) if with_overrides else None
     with tempfile.TemporaryDirectory(prefix="llmops-release-") as tmp:
         root = materialize(bundle, Path(tmp))
         if env_repo is not None:
@@ -149,8 +186,10 @@ def _serve_release(
             return load_app(
                 api.load(root),
                 app,
-                environment=environment,
+                environment=environment if with_overrides else None,
+                environment_label=environment,
                 model_url=model_url,
+                model_name=model_name,
                 release=bundle.release_id,
             )
 

@@ -6,7 +6,9 @@ lays an archived release out as a one-app repository and passes its real id.
 
 Model settings are resolved in this order, last wins: the app's ``spec.model``, the
 environment's ``spec.overrides[<app>].model`` (``baseUrl``, ``name``, ``apiKey``), then an
-explicit ``model_url`` (``--model-url``). An API key that cannot be resolved does not stop
+explicit ``model_url`` / ``model_name`` (``--model-url``, ``--model-name``, or in an image
+``LLMOPS_MODEL_URL`` / ``LLMOPS_MODEL_NAME``) and, for the key, ``LLMOPS_MODEL_API_KEY_ENV``:
+the *name* of the variable that holds it. An API key that cannot be resolved does not stop
 loading: the problem is kept in ``ModelTarget.api_key_problem`` for the server to report.
 """
 
@@ -20,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmops.domain.deploy import ENV_API_KEY_VAR
 from llmops.domain.diagnostics import Diagnostic
 from llmops.domain.errors import ManifestInvalid, Permanent, UsageError
+from llmops.domain.ids import IDENTIFIER_RE
 from llmops.domain.models.app import DEFAULT_BASE_URLS, LLMApp, Pricing
 from llmops.domain.models.secrets import SecretRef
 from llmops.domain.repo import AppSource, Repo
@@ -114,8 +118,14 @@ def load_app(
     read_file: Callable[[str], str] = read_secret_file,
     limits: RenderLimits | None = None,
     release: str = DEV_RELEASE,
+    model_name: str | None = None,
+    environment_label: str | None = None,
 ) -> LoadedApp:
     """Build the :class:`LoadedApp` for ``name`` in ``repo`` (templates compiled, schema read).
+
+    ``environment`` applies that Environment's overrides (it must exist in ``repo``);
+    ``environment_label`` only names the environment (a deployed image: the deployer has
+    resolved the overrides into ``model_url``, ``model_name`` and the key variable).
 
     Raises ``UsageError`` for an unknown app or environment and ``ManifestInvalid`` when a
     template or the schema file cannot be used.
@@ -149,14 +159,26 @@ def load_app(
             "set spec.model.baseUrl or pass --model-url"
         )
     key_ref = (override.api_key if override else None) or spec.api_key
+    env = os.environ if environ is None else environ
     api_key, problem = None, None
+    key_var = env.get(ENV_API_KEY_VAR)
+    if key_var:
+        if IDENTIFIER_RE.match(key_var):
+            key_ref = SecretRef(env=key_var)
+        else:
+            # the value is not shown: it may be the key itself, set by mistake
+            problem = (
+                f"{ENV_API_KEY_VAR} must be the name of the variable holding the API key "
+                "(letters, digits and _), not the key"
+            )
     try:
-        api_key = resolve_api_key(key_ref, os.environ if environ is None else environ, read_file)
+        if problem is None:
+            api_key = resolve_api_key(key_ref, env, read_file)
     except Permanent as exc:
         problem = exc.message
     model = ModelTarget(
         provider=spec.provider,
-        name=(override.name if override else None) or spec.name,
+        name=model_name or (override.name if override else None) or spec.name,
         base_url=base_url,
         params=openai_params(spec.params),
         timeout_seconds=spec.timeout_seconds,
@@ -180,7 +202,7 @@ def load_app(
         name=name,
         app=app,
         release=release,
-        environment=environment or LOCAL_ENVIRONMENT,
+        environment=environment or environment_label or LOCAL_ENVIRONMENT,
         prompt=prompt,
         model=model,
         output=output,
