@@ -1,0 +1,369 @@
+"""``python -m llmops.adapters.docker_proxy``: the stable port of one app of a ``docker``
+environment, forwarding every HTTP request to the active colour's container.
+
+Started detached (its own session) by ``llmops.deploy.docker`` and outliving the CLI. The
+containers are Docker's (their restart policy restarts them); this process only
+
+- listens on the app's stable port (127.0.0.1) and forwards each request to
+  ``127.0.0.1:<active port>``, the port the active colour's container is published on,
+  adding ``X-Llmops-Colour`` to every answer;
+- takes commands on a unix control socket (JSON over HTTP, mode 0600): ``GET /status``,
+  ``PUT /active`` ``{"colour", "port"}`` (switch), ``DELETE /backends/<port>?drain=S``
+  (wait until no request is in flight to that port, at most ``S`` seconds; refused for
+  the active port), ``POST /shutdown``;
+- writes ``<dir>/proxy.json`` (its PID, ports, the active colour; never a request or an
+  environment value) atomically after every change.
+
+It is the local target's supervisor without the child processes: the same per-request
+switch (a keep-alive client moves to the new colour with its next request, no connection
+is cut) and the same header handling (``llmops.adapters.supervisor.forward_headers``).
+A request that finds the active port refusing connections (the container restarting)
+waits up to ``--connect-wait`` seconds for it, since a refused connection never reached
+the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from llmops.adapters.process import write_json_atomic
+from llmops.adapters.supervisor import COLOUR_HEADER, MAX_BODY, forward_headers, log
+
+STATE_FILE = "proxy.json"
+STATE_VERSION = 1
+COLOURS = ("blue", "green")
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _BadCommand(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Proxy:
+    """The stable port of one app: where requests go, and how many are in flight where."""
+
+    def __init__(
+        self,
+        directory: Path,
+        app: str,
+        env: str,
+        port: int,
+        control: Path,
+        *,
+        host: str = "127.0.0.1",
+        connect_wait: float = 10.0,
+        active: tuple[str, int] | None = None,
+    ) -> None:
+        self.dir = directory
+        self.app = app
+        self.env = env
+        self.port = port
+        self.control = control
+        self.host = host
+        self.connect_wait = connect_wait
+        self.active_colour: str | None = active[0] if active else None
+        self.active_port: int | None = active[1] if active else None
+        self.inflight: dict[int, int] = {}
+        self.sessions: dict[int, aiohttp.ClientSession] = {}
+        self.closing = False
+        self.stop_requested = asyncio.Event()
+        self.started = _now()
+
+    # --- state ----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "app": self.app,
+            "env": self.env,
+            "proxy": {
+                "pid": os.getpid(),
+                "host": self.host,
+                "port": self.port,
+                "control": str(self.control),
+                "started": self.started,
+                "argv": sys.argv,
+            },
+            "active": self.active_colour,
+            "active_port": self.active_port,
+            "stopped": self.closing,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {**self.snapshot(), "inflight": {str(p): n for p, n in self.inflight.items() if n}}
+
+    def save(self) -> None:
+        write_json_atomic(self.dir / STATE_FILE, self.snapshot())
+
+    async def switch(self, colour: str, port: int) -> None:
+        if colour not in COLOURS:
+            raise _BadCommand(400, f"no colour {colour!r} (blue or green)")
+        previous = self.active_colour
+        self.active_colour, self.active_port = colour, port
+        log("switched", active=colour, port=port, previous=previous)
+        self.save()
+
+    async def drain(self, port: int, seconds: float) -> bool:
+        """Wait until nothing is in flight to ``port`` (at most ``seconds``); True when idle."""
+        if port == self.active_port:
+            raise _BadCommand(409, f"port {port} is the active colour's; switch away first")
+        deadline = time.monotonic() + seconds
+        while self.inflight.get(port, 0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        idle = not self.inflight.get(port, 0)
+        if idle:
+            session = self.sessions.pop(port, None)
+            if session is not None:
+                await session.close()
+        log("drained", port=port, idle=idle)
+        return idle
+
+    def _session(self, port: int) -> aiohttp.ClientSession:
+        session = self.sessions.get(port)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                # shorter than uvicorn's 5 s keep-alive: an idle pooled connection is
+                # dropped here before the app closes it under a new request
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            self.sessions[port] = session
+        return session
+
+    # --- control --------------------------------------------------------------------------
+    def control_app(self) -> web.Application:
+        async def status(request: web.Request) -> web.Response:
+            return web.json_response(self.status())
+
+        async def active(request: web.Request) -> web.Response:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise _BadCommand(400, "the body must be a JSON object")
+            port = body.get("port")
+            if not isinstance(port, int) or not 0 < port < 65536:
+                raise _BadCommand(400, "port must be a TCP port number")
+            await self.switch(str(body.get("colour")), port)
+            return web.json_response(self.status())
+
+        async def drain(request: web.Request) -> web.Response:
+            port = int(request.match_info["port"])
+            seconds = float(request.query.get("drain", "30"))
+            idle = await self.drain(port, seconds)
+            return web.json_response({**self.status(), "drained": idle})
+
+        async def shutdown(request: web.Request) -> web.Response:
+            self.stop_requested.set()
+            return web.json_response({"stopping": True}, status=202)
+
+        @web.middleware
+        async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+            try:
+                response: web.StreamResponse = await handler(request)
+                return response
+            except _BadCommand as exc:
+                return web.json_response({"error": exc.message}, status=exc.status)
+            except (ValueError, TypeError) as exc:
+                return web.json_response({"error": f"bad request: {exc}"}, status=400)
+
+        app = web.Application(middlewares=[errors])
+        app.router.add_get("/status", status)
+        app.router.add_put("/active", active)
+        app.router.add_delete("/backends/{port}", drain)
+        app.router.add_post("/shutdown", shutdown)
+        return app
+
+    # --- proxy ----------------------------------------------------------------------------
+    async def proxy(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            body = await _read_body(request)
+        except _TooLarge:
+            return _problem(413, "too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        deadline = time.monotonic() + self.connect_wait
+        retried = False
+        while True:
+            colour, port = self.active_colour, self.active_port
+            if self.closing or colour is None or port is None:
+                return _problem(503, "unavailable", f"no release of {self.app} is active here")
+            self.inflight[port] = self.inflight.get(port, 0) + 1
+            try:
+                return await self._forward(request, body, colour, port)
+            except aiohttp.ClientConnectorError as exc:
+                if time.monotonic() >= deadline:
+                    return _problem(
+                        502, "bad_gateway", f"cannot reach the {colour} container: {exc}"
+                    )
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if request.method not in _IDEMPOTENT or retried:
+                    return _problem(
+                        502, "bad_gateway", f"the {colour} container closed the connection: {exc}"
+                    )
+                retried = True
+                continue
+            except aiohttp.ClientError as exc:
+                return _problem(502, "bad_gateway", f"the {colour} container failed: {exc}")
+            finally:
+                self.inflight[port] -= 1
+            await asyncio.sleep(0.05)
+
+    async def _forward(
+        self, request: web.BaseRequest, body: bytes, colour: str, port: int
+    ) -> web.StreamResponse:
+        url = URL(f"http://127.0.0.1:{port}{request.raw_path}", encoded=True)
+        headers = forward_headers(request.headers)
+        headers.append(("X-Forwarded-For", request.remote or ""))
+        headers.append(("X-Forwarded-Host", request.host))
+        async with self._session(port).request(
+            request.method,
+            url,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in forward_headers(upstream.headers):
+                response.headers.add(name, value)
+            response.headers[COLOUR_HEADER] = colour
+            chunked = "chunked" in upstream.headers.get("Transfer-Encoding", "").lower()
+            if upstream.content_length is not None and not chunked:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except ConnectionResetError:  # the client went away
+                return response
+            except aiohttp.ClientError as exc:  # the app broke off mid-answer
+                raise ConnectionError(f"the container broke off the answer: {exc}") from exc
+            await response.write_eof()
+            return response
+
+    # --- life -----------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_requested.set)
+        proxy_runner = web.ServerRunner(
+            web.Server(self.proxy, keepalive_timeout=75.0, auto_decompress=False),
+            handle_signals=False,
+            shutdown_timeout=15.0,
+        )
+        await proxy_runner.setup()
+        try:
+            await web.TCPSite(proxy_runner, self.host, self.port, reuse_address=True).start()
+        except OSError as exc:
+            log("cannot listen", host=self.host, port=self.port, error=exc.strerror or str(exc))
+            await proxy_runner.cleanup()
+            return 3
+        control_runner = web.AppRunner(self.control_app(), access_log=None, shutdown_timeout=5.0)
+        await control_runner.setup()
+        with contextlib.suppress(FileNotFoundError):
+            self.control.unlink()
+        old_umask = os.umask(0o177)
+        try:
+            await web.UnixSite(control_runner, str(self.control)).start()
+        finally:
+            os.umask(old_umask)
+        self.save()
+        log("proxying", app=self.app, env=self.env, url=f"http://{self.host}:{self.port}")
+        await self.stop_requested.wait()
+        log("stopping")
+        self.closing = True
+        self.save()
+        await proxy_runner.cleanup()  # lets the requests in flight finish
+        for session in self.sessions.values():
+            await session.close()
+        await control_runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            self.control.unlink()
+        log("stopped")
+        return 0
+
+
+async def _read_body(request: web.BaseRequest) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _TooLarge
+        parts.append(chunk)
+
+
+def _problem(status: int, kind: str, message: str) -> web.Response:
+    """An error answer in the runtime's shape: ``{"error": {"type", "message"}}``."""
+    return web.json_response({"error": {"type": kind, "message": message}}, status=status)
+
+
+def _active(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    colour, _, port = text.partition(":")
+    if colour not in COLOURS or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"--active {text!r}: give COLOUR:PORT, e.g. blue:18081")
+    return colour, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m llmops.adapters.docker_proxy",
+        description="The stable port of one app of a docker environment (started by llmops apply).",
+    )
+    parser.add_argument("--dir", required=True, type=Path, help="The app's state directory.")
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--port", required=True, type=int, help="The stable port to listen on.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--control", required=True, type=Path, help="The unix control socket.")
+    parser.add_argument("--connect-wait", type=float, default=10.0)
+    parser.add_argument("--active", default=None, help="COLOUR:PORT to serve from the start.")
+    args = parser.parse_args(argv)
+    try:
+        active = _active(args.active)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    proxy = Proxy(
+        args.dir.resolve(),
+        args.app,
+        args.env,
+        args.port,
+        Path(os.path.abspath(args.control)),
+        host=args.host,
+        connect_wait=args.connect_wait,
+        active=active,
+    )
+    return asyncio.run(proxy.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
