@@ -32,6 +32,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hold": ("llmops.cli.promote:hold", "Hold automatic promotion of an app into an env."),
     "unhold": ("llmops.cli.promote:unhold", "Lift a hold on promoting an app into an env."),
     "render": ("llmops.cli.render:render", "Print an app's Kubernetes objects for an environment."),
+    "controller": ("llmops.cli.controller:controller", "Reconcile continuously in a cluster (leader election, webhook, metrics)."),
+    "plan": ("llmops.cli.deploy:plan", "Show what applying an environment would change, per object."),
+    "apply": ("llmops.cli.deploy:apply", "Apply an environment's plan: blue/green, verify, keep the old on failure."),
+    "reconcile": ("llmops.cli.reconcile:reconcile", "Make every environment match git: release, gate, deploy, promote."),
+    "up": ("llmops.cli.up:up", "Run the whole pipeline on this machine (stop it with up --down)."),
     "stub-model": ("llmops.cli.stub:stub_model", "Run the OpenAI-compatible stub model (for tests and demos; not a real LLM)."),
 }
 
