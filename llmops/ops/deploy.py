@@ -402,10 +402,21 @@ def plan_env(
 ) -> DeployPlan:
     """Desired vs live for ``env``: computed, never applied. ``releases`` None means the
     pins, plus the work tree's releases when ``env`` is the pipeline's source stage."""
+    environment_of(repo, env)  # an unknown environment is a UsageError naming the known ones
+    _refuse_unevidenced(repo, env, archive, "plan")
     target = target or target_for(repo, env, archive, state_root=state_root_for(repo, state_root))
     chosen, work = _releases(repo, env, releases)
     desired = _prepared(repo, env, archive, chosen, model_url, work).desired
     return target.plan(desired, target.live())
+
+
+def _refuse_unevidenced(repo: Repo, env: str, archive: Archive, verb: str) -> None:
+    """``Refused`` naming each pin of ``env`` (file:line) without passing gate evidence:
+    only gated releases move, and neither plan nor apply pretends otherwise."""
+    env_file = repo.environments[env].file
+    where = [d.render() for d in unevidenced_pins(repo, archive) if d.file == env_file]
+    if where:
+        raise Refused(f"refusing to {verb} {env}: " + "; ".join(where), where)
 
 
 def apply_env(
@@ -430,11 +441,7 @@ def apply_env(
     entries = archive.entries()
     chosen, work = _releases(repo, env, releases)
     wanted = desired_releases(repo, env, chosen)
-    pinned = unevidenced_pins(repo, archive)
-    env_file = repo.environments[env].file
-    where = [d.render() for d in pinned if d.file == env_file]
-    if where:
-        raise Refused(f"refusing to apply {env}: " + "; ".join(where), where)
+    _refuse_unevidenced(repo, env, archive, "apply")
     problems = evidence_problems(repo, env, entries, wanted, archive.has)
     if problems:
         lines = "; ".join(f"{app}: {text}" for app, text in sorted(problems.items()))

@@ -120,3 +120,17 @@ def test_apply_refuses_without_evidence_then_applies_once(repo: Path) -> None:
         assert other.returncode == 1 and "~ settings: fingerprint" in other.stdout
     finally:
         stub.stop()
+
+
+def test_plan_refuses_a_hand_edited_pin_without_evidence_naming_it(repo: Path) -> None:
+    created = create_release(load_repo(repo), "summarizer", archive_of(repo))
+    env_file = repo / "environments" / "test.yaml"
+    text = env_file.read_text()
+    assert "releases: {}" in text
+    env_file.write_text(text.replace("releases: {}", f'releases: {{summarizer: "{created.release_id}"}}'))
+    refused = llmops("plan", "--env", "test", "--path", str(repo))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: refusing to plan test: ")
+    assert "environments/test.yaml" in refused.stderr and "spec.releases.summarizer" in refused.stderr
+    assert f"release {created.release_id} has no passing gate evidence" in refused.stderr
+    assert "Traceback" not in refused.stderr and refused.stdout == ""
