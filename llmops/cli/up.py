@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     help="Approve promotions into approval-required stages on this machine (merged locally).",
 )
 @click.option(
+    "--skip-soak",
+    is_flag=True,
+    help="Waive soak waits on this machine so the demo reaches prod in one run "
+    "(recorded in the ledger as soakWaivedBy).",
+)
+@click.option(
     "--model-url",
     help="Use this OpenAI-compatible base URL instead of the apps' own endpoints or the stub.",
 )
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
 def up(
     path: Path,
     approve: bool,
+    skip_soak: bool,
     model_url: str | None,
     stub_rules: Path | None,
     timeout: float,
@@ -94,6 +101,7 @@ def up(
     result = ops.up(
         path,
         approve=approve,
+        skip_soak=skip_soak,
         model_url=model_url,
         stub_rules=stub_rules,
         timeout=timeout,
@@ -145,5 +153,8 @@ def _waiting(passed: PassResult) -> list[str]:
                     first = step.message.splitlines()[0] if step.message else ""
                     lines.append(f"{stage.env} {app.app}: {step.step} {step.reason}: {first}")
     if passed.wake_at:
-        lines.append(f"a soak ends at {passed.wake_at}: run llmops up again after that")
+        lines.append(
+            f"a soak ends at {passed.wake_at}: run llmops up again after that "
+            "(or waive it on this machine with --skip-soak)"
+        )
     return lines

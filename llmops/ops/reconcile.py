@@ -68,7 +68,7 @@ from llmops.reconcile.compare import (
 from llmops.reconcile.gate import run_gate
 from llmops.reconcile.heads import HeadCache, app_key
 from llmops.reconcile.localgit import LocalGit, has_remote
-from llmops.reconcile.promotion import Promoted, promote_now
+from llmops.reconcile.promotion import Promoted, promote_now, soak_waived
 from llmops.reconcile.result import AppResult, PassResult, StageResult, StepOutcome
 from llmops.reconcile.runner import AppWork
 from llmops.reconcile.steps import PREPARE, StageCtx
@@ -87,6 +87,10 @@ GateFn = Callable[[Repo, Archive, Bundle, Stage, "str | None"], tuple[GateResult
 TargetFactory = Callable[[str, TargetSpec, Archive, Path], Target]
 
 
+#: the ``llmops up`` option that waives soak waits on this machine
+SOAK_WAIVER = "--skip-soak"
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -99,12 +103,15 @@ def _quiet(line: str) -> None:
 class ReconcileOptions:
     """What a pass may do. ``model_url`` points gates, deploys and verifies at one endpoint
     (``llmops up``: the stub); ``approve`` approves approval-required promotions of a
-    repository without a remote; ``local_only`` never pushes."""
+    repository without a remote; ``local_only`` never pushes; ``skip_soak`` waives soak
+    waits (only ``llmops up --skip-soak`` sets it: never ``reconcile``, ``promote`` or the
+    controller) and the ``promoted`` entry records the waiver."""
 
     env: str | None = None
     dry_run: bool = False
     model_url: str | None = None
     approve: bool = False
+    skip_soak: bool = False
     local_only: bool = False
     verify: bool = True
     timeout: float = 120.0
@@ -114,7 +121,7 @@ class ReconcileOptions:
     def key(self) -> str:
         """What the memo must match: options that change the desired state."""
         return json.dumps(
-            [self.env, self.model_url, self.approve, self.local_only, self.verify],
+            [self.env, self.model_url, self.approve, self.local_only, self.verify, self.skip_soak],
             separators=(",", ":"),
         )
 
@@ -600,6 +607,7 @@ class _Pass:
             now=self.world.now(),
             head_release=self.head_release(app),
             has_object=self.archive.has,
+            waive_soak=self.options.skip_soak,
         )
         if not plan.allowed:
             refusal = plan.refusals[0]
@@ -627,6 +635,10 @@ class _Pass:
                 work, "skipped", c.WOULD_PROMOTE, f"would promote {short(candidate)}", c.UNKNOWN
             )
             return
+        if soak_waived(plan):
+            self.say(
+                stage.env, app, f"soak of {stage.soak} waived ({SOAK_WAIVER}, this machine only)"
+            )
         result = promote_now(
             self,
             app,
@@ -635,6 +647,7 @@ class _Pass:
             pulls=self.pulls(),
             remote=self.options.remote,
             now=self.world.now,
+            soak_waived_by=f"llmops up {SOAK_WAIVER}" if self.options.skip_soak else None,
         )
         self._promoted(stage, app, work, result)
 
@@ -658,6 +671,11 @@ class _Pass:
                     "branch": result.branch,
                     "approvedBy": "llmops up --approve",
                     "previous": result.plan.current,
+                    **(
+                        {"soakWaivedBy": f"llmops up {SOAK_WAIVER}"}
+                        if soak_waived(result.plan)
+                        else {}
+                    ),
                 },
             )
             self.wrote(

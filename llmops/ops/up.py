@@ -8,7 +8,9 @@ cannot be used (no API key set), the built-in stub model started as a background
 process, said plainly. Then one reconcile pass (``llmops.ops.reconcile``): validate →
 release → gate → deploy dev → promote to test → deploy test → promote to prod → deploy
 prod, as far as the pipeline's policies allow: a soak that has not elapsed stops it, and
-an approval-required stage needs ``approve`` (the proposal is merged locally). Every
+an approval-required stage needs ``approve`` (the proposal is merged locally), and
+``skip_soak`` waives soak waits on this machine (said in the progress output and
+recorded in the ``promoted`` entry as ``soakWaivedBy``). Every
 process keeps running after ``up`` returns; :func:`down` stops them.
 """
 
@@ -208,6 +210,7 @@ def up(
     root: Path,
     *,
     approve: bool = False,
+    skip_soak: bool = False,
     model_url: str | None = None,
     stub_rules: Path | None = None,
     timeout: float = 120.0,
@@ -262,7 +265,11 @@ def up(
         store = DirArchive(root / ".llmops" / "archive")
         notes.append("the pipeline archives to git; llmops up uses .llmops/archive instead")
     options = ReconcileOptions(
-        model_url=model_url, approve=approve, local_only=True, timeout=timeout
+        model_url=model_url,
+        approve=approve,
+        skip_soak=skip_soak,
+        local_only=True,
+        timeout=timeout,
     )
     world = ReconcileWorld(
         archive=store,

@@ -86,6 +86,7 @@ NO_SOAK_REQUIRED = "NoSoakRequired"
 SOAK_DONE = "SoakDone"
 SOAK_PENDING = "SoakPending"
 SOAK_UNMEASURABLE = "SoakUnmeasurable"
+SOAK_WAIVED = "SoakWaived"
 # ApprovalSatisfied
 APPROVAL_NOT_REQUIRED = "ApprovalNotRequired"
 PULL_REQUEST_IS_APPROVAL = "PullRequestIsApproval"

@@ -84,8 +84,12 @@ def plan_promotion(
     pipeline: str | None = None,
     in_flight: InFlight | None = None,
     has_object: Callable[[str], bool] = lambda digest: True,
+    waive_soak: bool = False,
 ) -> PromotionPlan:
-    """Every check on promoting ``app`` into ``to_env``; raises only for unknown names."""
+    """Every check on promoting ``app`` into ``to_env``; raises only for unknown names.
+
+    ``waive_soak`` (only ``llmops up --skip-soak`` sets it) turns a soak that has not
+    elapsed into a passing ``SoakWaived`` check; every other check still applies."""
     check_names(repo, app, to_env)
     found = find_stage(repo, to_env, pipeline)
     assert found is not None
@@ -122,7 +126,16 @@ def plan_promotion(
         checks.append(_earlier_gates(entries, app, candidate, stages[:k], has_object, evidence))
         target, run_evals = _target_gate(entries, candidate, stage, has_object, no_run, evidence)
         checks.append(target)
-        checks.append(_soak(entries, app, candidate, stage, stages, source_index, now))
+        soak = _soak(entries, app, candidate, stage, stages, source_index, now)
+        if waive_soak and soak.status == c.FALSE:
+            soak = Check(
+                c.SOAK_ELAPSED,
+                c.TRUE,
+                c.SOAK_WAIVED,
+                f"the {stage.soak} soak of {stage.env} is waived (--skip-soak, this machine "
+                f"only); without it: {soak.message}",
+            )
+        checks.append(soak)
     checks.append(approval_check(stage, chosen))
     hold = active_hold(entries, app, to_env)
     checks.append(

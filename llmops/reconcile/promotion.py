@@ -25,6 +25,7 @@ from llmops.domain.models.pipeline import Stage
 from llmops.domain.repo import Repo
 from llmops.promote.apply import MAX_ATTEMPTS, Workspace, apply_plan, refuse_if_needed
 from llmops.promote.checks import InFlight, PromotionPlan, find_stage, promotion_branch
+from llmops.promote.conditions import SOAK_WAIVED
 from llmops.promote.plan import plan_promotion
 
 if TYPE_CHECKING:
@@ -83,8 +84,12 @@ def promote_now(
     remote: str,
     now: Callable[[], datetime],
     sleep: Callable[[float], None] = time.sleep,
+    soak_waived_by: str | None = None,
 ) -> Promoted:
-    """Promote ``app`` into ``env``; ``Refused`` (with the plan) when a check forbids it."""
+    """Promote ``app`` into ``env``; ``Refused`` (with the plan) when a check forbids it.
+
+    ``soak_waived_by`` (only ``llmops up --skip-soak`` gives it) waives a soak that has
+    not elapsed; the ``promoted`` entry then records who waived it as ``soakWaivedBy``."""
     branch = promotion_branch("promote", env, app)
     found = pulls.find_open(branch) if pulls is not None else None
     in_flight = InFlight(git.remote_branch_exists(remote, branch), found.url if found else None)
@@ -100,6 +105,7 @@ def promote_now(
             no_run=no_run,
             in_flight=in_flight,
             has_object=port.archive.has,
+            waive_soak=soak_waived_by is not None,
         )
 
     plan = make_plan()
@@ -150,6 +156,8 @@ def promote_now(
         }
         if applied.body_file:
             data["body_file"] = applied.body_file
+        if soak_waived_by is not None and soak_waived(done):
+            data["soakWaivedBy"] = soak_waived_by
         entry = port.archive.append(
             "promoted",
             app,
@@ -167,3 +175,8 @@ def promote_now(
         applied.body_file,
         applied.notes,
     )
+
+
+def soak_waived(plan: PromotionPlan) -> bool:
+    """Whether ``plan`` moves only because its soak was waived."""
+    return any(check.reason == SOAK_WAIVED for check in plan.checks)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reconcile"))
@@ -99,3 +100,57 @@ def test_up_runs_the_pipeline_and_down_stops_it(tmp_path: Path) -> None:
         stop_targets(repo)
         if stub_pid is not None and process.pid_alive(stub_pid):
             process.terminate(stub_pid, ("stub-model",), timeout=5.0)
+
+
+def _endpoint(out: str, env: str, app: str) -> str:
+    """The endpoint in the final table's row for ``env``/``app`` (progress lines come first)."""
+    rows = [line.split() for line in out.splitlines() if line.split()[:3] == [env, app, "Ready"]]
+    assert rows and rows[-1][-1].startswith("http://127.0.0.1:"), out
+    return rows[-1][-1]
+
+
+def test_skip_soak_waives_the_soak_on_this_machine_and_records_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "soaking", soak="1h")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps({"rules": [{"match": "Customer message", "reply": SUPPORT_REPLY}]}))
+    args = ("up", str(repo), "--stub-rules", str(rules), "--approve")
+    try:
+        waiting = llmops(*args)
+        assert waiting.returncode == 0, waiting.stdout + waiting.stderr
+        assert "prod support-bot: promote SoakPending:" in waiting.stdout, waiting.stdout
+        assert "waive it on this machine with --skip-soak" in waiting.stdout
+        assert "waived" not in waiting.stdout
+        assert pin(repo, "test", "support-bot") and pin(repo, "prod", "support-bot") is None
+
+        skipped = llmops(*args, "--skip-soak")
+        assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+        out = skipped.stdout
+        for app in ("support-bot", "summarizer"):
+            said = [line.split() for line in out.splitlines() if "waived" in line]
+            assert ["prod", app, "soak", "of", "1h", "waived"] in [s[:6] for s in said], out
+            assert "(--skip-soak, this machine only)" in out
+            assert pin(repo, "prod", app) == pin(repo, "test", app)
+            promoted = [e for e in events(repo, "promoted", "prod") if e.app == app]
+            assert promoted and promoted[-1].data["state"] == "committed"
+            assert promoted[-1].data["soakWaivedBy"] == "llmops up --skip-soak"
+            assert promoted[-1].data["approvedBy"] == "llmops up --approve"
+            assert all(e.data.get("soakWaivedBy") is None for e in events(repo, "promoted", "test"))
+        release = pin(repo, "prod", "support-bot")
+        endpoint = _endpoint(out, "prod", "support-bot")
+        request = urllib.request.Request(
+            f"{endpoint}/v1/apps/support-bot/invoke",
+            data=json.dumps({"inputs": {"question": "hi"}}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read())["release"] == release
+
+        running, ledger = processes(repo), len(events(repo))
+        again = llmops(*args, "--skip-soak")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "nothing to do: everything runs what git says" in again.stdout
+        assert "waived" not in again.stdout
+        assert processes(repo) == running and len(events(repo)) == ledger
+    finally:
+        stop_targets(repo)
+        llmops("up", str(repo), "--down")
