@@ -6,6 +6,14 @@
 #   scripts/make-base-image.sh [TAG]          default TAG: llmops-test/python:3.11-bookworm
 #   llmops build APP --base-image llmops-test/python:3.11-bookworm --python 3.11
 #
+# EXTRA_PACKAGES (space-separated Debian packages) adds packages, e.g. git for the
+# controller image, which must have it:
+#
+#   EXTRA_PACKAGES=git scripts/make-base-image.sh llmops-test/python-git:3.11-bookworm
+#   llmops build --controller --base-image llmops-test/python-git:3.11-bookworm
+#
+# Such an image is also labelled llmops.dev/base-extra-packages="<the packages>".
+#
 # Needs: Debian or Ubuntu with apt, dpkg-deb, ldconfig, tar, the docker CLI and a running
 # engine. The Python version is the distribution's (Debian 12 "bookworm": 3.11), so build
 # with the matching --python. The image is labelled llmops.dev/base-recipe=<hash of this
@@ -14,6 +22,8 @@ set -euo pipefail
 
 tag="${1:-llmops-test/python:3.11-bookworm}"
 packages=(python3 python3-venv dash)
+read -r -a extra <<<"${EXTRA_PACKAGES:-}"
+packages+=("${extra[@]}")
 recipe="$(sha256sum "$0" | cut -c1-12)"
 arch="$(dpkg --print-architecture)"
 
@@ -71,13 +81,16 @@ if [ ! -x "$rootfs/usr/bin/python3" ]; then
   exit 1
 fi
 
+changes=(
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  --change 'ENV LANG=C.UTF-8'
+  --change "LABEL llmops.dev/base-recipe=$recipe"
+)
+if [ "${#extra[@]}" -gt 0 ]; then
+  changes+=(--change "LABEL llmops.dev/base-extra-packages=\"${extra[*]}\"")
+fi
 tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -c . |
-  docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change "LABEL llmops.dev/base-recipe=$recipe" \
-    --change 'CMD ["/usr/bin/python3"]' \
-    - "$tag" >/dev/null
+  docker import "${changes[@]}" --change 'CMD ["/usr/bin/python3"]' - "$tag" >/dev/null
 docker run --rm "$tag" /usr/bin/python3 -c 'import ensurepip, ssl, sqlite3, venv' \
   || { echo "make-base-image: $tag was imported but python3 does not start in it" >&2; exit 1; }
 echo "$tag"

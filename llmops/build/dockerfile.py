@@ -10,6 +10,10 @@ first, so a prompt-only change rebuilds one small layer:
 4. the runtime settings (user 10001, port, entrypoint): change only with the port;
 5. the release bundle at ``/srv/llmops/release.json``: the only layer a release changes.
 
+The controller image (``llmops build --controller``) shares layers 1–3 (the same text,
+so the same cache), then checks that the base image has ``git``, and runs
+``llmops controller`` as user 10001 with ``HOME=/var/lib/llmops``; it has no bundle.
+
 The labels (OCI ``source``/``revision``, ``llmops.dev/release``) are one ``LABEL``
 instruction after the bundle (one step, not one per label) and carry no build timestamp,
 so identical inputs give an identical image.
@@ -50,8 +54,9 @@ _IMAGE_RE = re.compile(
 _PYTHON_RE = re.compile(r"^3\.(\d{1,2})$")
 _PYTHON_IN_TAG_RE = re.compile(r"python[^:/]*:(3\.\d{1,2})(?:$|[^0-9])")
 
-TEMPLATE = """\
-# Rendered by `llmops build`; layers go from least to most often changed.
+#: the layers every llmops image starts with (app and controller images alike), so the
+#: wheelhouse and llmops layers of one build are cache hits in the other
+COMMON = """\
 FROM {base_image}
 ENV PATH={venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
@@ -64,7 +69,12 @@ RUN python3 -m venv {venv} && {venv}/bin/pip install --no-index --find-links /wh
 # 2. llmops itself
 COPY {dist}/ /dist/
 RUN {venv}/bin/pip install --no-index --no-deps /dist/*.whl
+"""
 
+TEMPLATE = (
+    "# Rendered by `llmops build`; layers go from least to most often changed.\n"
+    + COMMON
+    + """
 # 3. how it runs: unprivileged, read-only friendly (only /tmp is written)
 WORKDIR {bundle_dir}
 USER {user}
@@ -75,6 +85,45 @@ CMD {cmd}
 # 4. the release: the only layer a new release changes
 COPY {bundle_file} {bundle_path}
 {label}"""
+)
+
+#: the controller clones its repository here (HOME too); the manifests mount an emptyDir
+CONTROLLER_HOME = "/var/lib/llmops"
+CONTROLLER_PORT = 8080
+
+CONTROLLER_TEMPLATE = (
+    "# Rendered by `llmops build --controller`; the first layers are those of app images.\n"
+    + COMMON
+    + """
+# 3. the controller clones its repository with git: the base image must have it
+RUN command -v git >/dev/null || {{ echo {git_missing} >&2; exit 1; }}
+
+# 4. how it runs: unprivileged, read-only root filesystem; writes only /tmp and {home}
+#    (emptyDir volumes in `llmops controller manifests`)
+RUN python3 -c "import os; os.makedirs('{home}', exist_ok=True); os.chown('{home}', {uid}, {uid})"
+ENV HOME={home}
+WORKDIR {home}
+USER {user}
+EXPOSE {port}
+ENTRYPOINT ["llmops", "controller"]
+{label}"""
+)
+
+
+#: what the controller image's git check prints when the base image has no git
+GIT_MISSING = (
+    "llmops controller: the base image has no git; use one with git "
+    "(EXTRA_PACKAGES=git scripts/make-base-image.sh TAG)"
+)
+
+
+def git_missing_message(base_image: str) -> str:
+    """The hint ``llmops build --controller`` adds when the git check fails."""
+    return (
+        f"the base image {base_image} has no git (the controller clones its repository "
+        "with it): make one with EXTRA_PACKAGES=git scripts/make-base-image.sh TAG and "
+        "pass --base-image TAG"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +199,43 @@ def render_dockerfile(spec: DockerfileSpec) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ControllerDockerfileSpec:
+    """What the Dockerfile of the controller image depends on."""
+
+    base_image: str = DEFAULT_BASE_IMAGE
+    python: str = "3.12"
+    platform: str = "linux/amd64"
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def render_controller_dockerfile(spec: ControllerDockerfileSpec) -> str:
+    """The Dockerfile of the controller image: the app images' base, wheelhouse and llmops
+    layers (the same text, so they share the build cache), then a check that the base
+    image has git, then the controller's runtime settings. No release bundle."""
+    check_base_image(spec.base_image)
+    check_python(spec.python)
+    return CONTROLLER_TEMPLATE.format(
+        base_image=spec.base_image,
+        python=spec.python,
+        platform=spec.platform,
+        venv=VENV,
+        wheels=WHEELS_DIR,
+        requirements=REQUIREMENTS_FILE,
+        dist=DIST_DIR,
+        git_missing=_shell_quote(GIT_MISSING),
+        home=CONTROLLER_HOME,
+        uid=RUN_AS_USER.split(":")[0],
+        user=RUN_AS_USER,
+        port=CONTROLLER_PORT,
+        label=_label_instruction(spec.labels),
+    )
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
 def _quote(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
     escaped = escaped.replace("\n", " ")
@@ -186,4 +272,3 @@ def image_labels(
     if created:
         labels["org.opencontainers.image.created"] = created
     return labels
-

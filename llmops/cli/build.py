@@ -11,7 +11,16 @@ from llmops.cli.output import echo_json, output_option
 
 
 @click.command()
-@click.argument("app")
+@click.argument("app", required=False)
+@click.option(
+    "--controller", is_flag=True,
+    help="Build the image of `llmops controller` instead of an app's (needs a base image with git).",
+)
+@click.option(
+    "--tag", "tag", metavar="REPO[:TAG]",
+    help="With --controller: the image's repository (and tag) [default: <env spec.registry "
+    "or llmops>/llmops-controller:<llmops version>-<hash of the wheels>].",
+)  # fmt: skip
 @click.option(
     "--path", default=".", show_default=True,
     type=click.Path(file_okay=False, path_type=Path), help="Repository root.",
@@ -38,7 +47,9 @@ from llmops.cli.output import echo_json, output_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not stream the build's progress.")
 @output_option(("text", "json"))
 def build(
-    app: str,
+    app: str | None,
+    controller: bool,
+    tag: str | None,
     path: Path,
     env: str | None,
     release_ref: str | None,
@@ -60,8 +71,22 @@ def build(
     Nothing is rebuilt or pushed when the engine or registry has the tag already. Each
     image is recorded once in the archive ledger (event built, with its digest when
     pushed). Needs a Docker Engine (DOCKER_HOST or /var/run/docker.sock).
+
+    With --controller (and no APP) it builds the image of `llmops controller` from the same
+    wheel layers, with no release; the base image must have git (make one with
+    EXTRA_PACKAGES=git scripts/make-base-image.sh TAG).
     """
     from llmops import api
+
+    if controller:
+        if app is not None or release_ref is not None or archive is not None:
+            raise click.UsageError("--controller builds no app: drop APP, --release and --archive")
+        _controller(path, env, tag, push, dry_run, base_image, python, quiet, output)
+        return
+    if app is None:
+        raise click.UsageError("missing argument APP (or give --controller)")
+    if tag is not None:
+        raise click.UsageError("--tag is for --controller; app images are tagged by release")
     from llmops.ops.build import build_release
     from llmops.ops.release import archive_for
 
@@ -108,6 +133,85 @@ def build(
     click.echo(f"{result.image}  ({'; '.join(what)})")
     if result.recorded is not None:
         click.echo(f"recorded: built #{result.recorded.seq} in the ledger")
+
+
+def _controller(
+    path: Path,
+    env: str | None,
+    tag: str | None,
+    push: bool,
+    dry_run: bool,
+    base_image: str | None,
+    python: str | None,
+    quiet: bool,
+    output: str,
+) -> None:
+    from llmops.ops.build import build_controller
+
+    environment = None
+    if env is not None:
+        from llmops import api
+        from llmops.domain.errors import UsageError
+
+        source = api.load(path).environments.get(env)
+        if source is None:
+            raise UsageError(f"no environment named {env!r} under {path}")
+        environment = source.environment
+    result = build_controller(
+        environment=environment,
+        tag=tag,
+        push=push,
+        dry_run=dry_run,
+        base_image=base_image,
+        python=python,
+        on_line=None if quiet or output == "json" or dry_run else _progress,
+    )
+    plan = result.plan
+    if output == "json":
+        echo_json(
+            {
+                "repository": plan.repository,
+                "tag": plan.reference,
+                "baseImage": plan.base_image,
+                "python": plan.python,
+                "build": plan.build,
+                "buildReason": plan.build_reason,
+                "push": plan.push,
+                "pushReason": plan.push_reason,
+                "dryRun": result.dry_run,
+                "built": result.built,
+                "pushed": result.pushed,
+                "image": result.image,
+                "imageId": result.image_id,
+                "digest": result.digest,
+                "steps": result.steps,
+                "cachedSteps": result.cached_steps,
+                "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+                "labels": plan.labels,
+                "dockerfile": plan.dockerfile,
+            }
+        )
+        return
+    if dry_run:
+        click.echo(plan.dockerfile.rstrip("\n"))
+        click.echo("")
+        click.echo(f"tag      {plan.reference}")
+        click.echo(f"build    {plan.build}: {plan.build_reason}")
+        click.echo(f"push     {plan.push}: {plan.push_reason}")
+        click.echo("(dry run: nothing built or pushed)")
+        return
+    what = []
+    if result.built:
+        what.append(f"built in {result.seconds.get('build', 0):.1f}s "
+                    f"({result.cached_steps}/{result.steps} steps cached)")  # fmt: skip
+    else:
+        what.append(f"build skipped: {plan.build_reason}")
+    if result.pushed:
+        what.append(f"pushed {result.digest}")
+    elif plan.push == "skip":
+        what.append(f"push skipped: {plan.push_reason}")
+    click.echo(f"{result.image}  ({'; '.join(what)})")
+    click.echo(f"install: llmops controller manifests --repo URL --image {result.image} | kubectl apply -f -")
 
 
 def _progress(line: str) -> None:

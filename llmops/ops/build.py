@@ -17,6 +17,7 @@ The release is ``--release``, else the environment's pin, else the work tree's r
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import llmops
-from llmops.adapters.docker_engine import BuildFailed, DockerEngine
+from llmops.adapters.docker_engine import BuildFailed, DockerEngine, registry_host
 from llmops.archive.base import Archive
 from llmops.build.context import make_context
 from llmops.build.dockerfile import (
@@ -33,11 +34,14 @@ from llmops.build.dockerfile import (
     DIST_DIR,
     REQUIREMENTS_FILE,
     WHEELS_DIR,
+    ControllerDockerfileSpec,
     DockerfileSpec,
     check_base_image,
     check_python,
+    git_missing_message,
     image_labels,
     python_of,
+    render_controller_dockerfile,
     render_dockerfile,
 )
 from llmops.build.wheelhouse import (
@@ -46,10 +50,11 @@ from llmops.build.wheelhouse import (
     ensure_wheelhouse,
     platform_tags,
     source_tree,
+    wheelhouse_key,
 )
 from llmops.deploy.images import DEFAULT_REPOSITORY_PREFIX, image_repository, image_tag
 from llmops.domain.archive import LedgerEntry
-from llmops.domain.deploy import RELEASE_ANNOTATION
+from llmops.domain.deploy import MANAGED_BY, MANAGED_BY_LABEL, RELEASE_ANNOTATION
 from llmops.domain.errors import ExternalError, UsageError
 from llmops.domain.models.environment import Environment
 from llmops.domain.repo import Repo
@@ -433,27 +438,34 @@ def _context(
     root: Path,
     on_line: OnLine | None,
 ) -> bytes:
-    wheel = ensure_llmops_wheel(root, cache)
-    if wheel.built and on_line is not None:
-        on_line(f"built the llmops wheel {wheel.path.name} (cached by content)")
-    platforms = platform_tags(engine.architecture())
-    if on_line is not None:
-        on_line(f"wheelhouse for Python {plan.python} ({platforms[0]}…)")
-    house = ensure_wheelhouse(wheel.requirements(), plan.python, platforms, cache)
-    if house.prepared and on_line is not None:
-        on_line(f"downloaded {len(house.files) - 1} wheels into {house.path}")
-    files: dict[str, bytes | Path] = {
-        "Dockerfile": plan.dockerfile.encode(),
-        f"{DIST_DIR}/{wheel.path.name}": wheel.path,
-        BUNDLE_FILE: bundle.data,
-    }
-    for path in house.files:
-        files[f"{WHEELS_DIR}/{path.name}"] = path
-    assert f"{WHEELS_DIR}/{REQUIREMENTS_FILE}" in files
+    files = _install_files(plan.python, engine.architecture(), cache, root, on_line)
+    files["Dockerfile"] = plan.dockerfile.encode()
+    files[BUNDLE_FILE] = bundle.data
     return make_context(files).data
 
 
-def _with_hint(exc: BuildFailed, plan: BuildPlan) -> BuildFailed:
+def _install_files(
+    python: str, arch: str, cache: Path, root: Path, on_line: OnLine | None
+) -> dict[str, bytes | Path]:
+    """The context files of layers 1–2 (app and controller images alike): the wheelhouse
+    and the llmops wheel, prepared (or found in the cache) now."""
+    wheel = ensure_llmops_wheel(root, cache)
+    if wheel.built and on_line is not None:
+        on_line(f"built the llmops wheel {wheel.path.name} (cached by content)")
+    platforms = platform_tags(arch)
+    if on_line is not None:
+        on_line(f"wheelhouse for Python {python} ({platforms[0]}…)")
+    house = ensure_wheelhouse(wheel.requirements(), python, platforms, cache)
+    if house.prepared and on_line is not None:
+        on_line(f"downloaded {len(house.files) - 1} wheels into {house.path}")
+    files: dict[str, bytes | Path] = {f"{DIST_DIR}/{wheel.path.name}": wheel.path}
+    for path in house.files:
+        files[f"{WHEELS_DIR}/{path.name}"] = path
+    assert f"{WHEELS_DIR}/{REQUIREMENTS_FILE}" in files
+    return files
+
+
+def _with_hint(exc: BuildFailed, plan: BuildPlan | ControllerPlan) -> BuildFailed:
     hint = ""
     if "FROM" in exc.step:
         hint = (
@@ -468,3 +480,253 @@ def _with_hint(exc: BuildFailed, plan: BuildPlan) -> BuildFailed:
     if not hint:
         return exc
     return BuildFailed(f"{exc.message}\n{hint}", exc.step, exc.tail)
+
+
+# --- the controller image (``llmops build --controller``) --------------------------------
+
+#: the repository name of the controller image, under the registry (or ``llmops``)
+CONTROLLER_IMAGE = "llmops-controller"
+#: the label carrying the hash in the controller image's tag
+CONTROLLER_BUILD_LABEL = "llmops.dev/controller-build"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerPlan:
+    """What ``llmops build --controller`` will do (or did)."""
+
+    repository: str
+    tag: str
+    base_image: str
+    python: str
+    dockerfile: str
+    labels: dict[str, str]
+    build: BuildAction
+    build_reason: str
+    push: PushAction
+    push_reason: str
+    local_image_id: str | None = None
+    registry_digest: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerResult:
+    """What ``llmops build --controller`` did. Nothing goes to the archive ledger: the
+    controller image belongs to no app or release."""
+
+    plan: ControllerPlan
+    dry_run: bool
+    built: bool = False
+    pushed: bool = False
+    #: ``<repo>@sha256:<manifest digest>`` when pushed, else ``<repo>:<tag>``
+    image: str | None = None
+    image_id: str | None = None
+    digest: str | None = None
+    steps: int = 0
+    cached_steps: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _has_tag(reference: str) -> bool:
+    return ":" in reference.rsplit("/", 1)[-1]
+
+
+def controller_repository(
+    tag: str | None, environment: Environment | None
+) -> tuple[str, str | None]:
+    """The repository of the controller image and the tag ``--tag`` fixes (None: computed).
+
+    ``--tag REPO[:TAG]`` wins; else ``<env spec.registry>/llmops-controller``; else
+    ``llmops/llmops-controller``."""
+    if tag is not None:
+        try:
+            check_base_image(tag)
+        except UsageError:
+            raise UsageError(
+                f"--tag {tag!r} is not an image reference (e.g. 127.0.0.1:5000/llmops-controller)"
+            ) from None
+        if "@" in tag:
+            raise UsageError(f"--tag {tag!r}: give REPOSITORY[:TAG], not a digest")
+        if _has_tag(tag):
+            repository, _, fixed = tag.rpartition(":")
+            return repository, fixed
+        return tag, None
+    registry = (environment.spec.registry or "").rstrip("/") if environment is not None else ""
+    return f"{registry or DEFAULT_REPOSITORY_PREFIX}/{CONTROLLER_IMAGE}", None
+
+
+def controller_tag(wheel_key: str, wheelhouse: str, dockerfile: str) -> str:
+    """``<llmops version>-<12 hex>``: the hash covers the llmops wheel, the wheelhouse and
+    the Dockerfile (base image, Python), so any change to what goes in gives a new tag."""
+    digest = hashlib.sha256(
+        "\n".join(["controller-image/1", wheel_key, wheelhouse, dockerfile]).encode()
+    ).hexdigest()
+    version = llmops.__version__.replace("+", "_")
+    return f"{version}-{digest[:12]}"
+
+
+def build_controller(
+    *,
+    environment: Environment | None = None,
+    tag: str | None = None,
+    push: bool = False,
+    dry_run: bool = False,
+    base_image: str | None = None,
+    python: str | None = None,
+    on_line: OnLine | None = None,
+    connect: EngineFactory = DockerEngine.connect,
+    cache: Path | None = None,
+    source: Path | None = None,
+) -> ControllerResult:
+    """Plan, then (unless ``dry_run``) build and push the controller image.
+
+    The image installs the same wheelhouse and llmops wheel as app images (identical
+    layers, shared cache), checks that the base image has ``git`` and runs
+    ``llmops controller``. A dry run still builds the llmops wheel into the cache when it
+    is missing: the tag is a hash of it.
+    """
+    started = time.perf_counter()
+    base = check_base_image(base_image or DEFAULT_BASE_IMAGE)
+    version = check_python(python or python_of(base) or DEFAULT_PYTHON)
+    repository, fixed_tag = controller_repository(tag, environment)
+    if push and registry_host(repository) == "docker.io":
+        raise UsageError(
+            f"--push: {repository} names no registry; push with --env ENV (its spec.registry) "
+            "or --tag REGISTRY/REPOSITORY"
+        )
+    engine: DockerEngine | None
+    try:
+        engine = connect()
+    except ExternalError:
+        if not dry_run:
+            raise
+        engine = None
+    try:
+        arch = engine.architecture() if engine is not None else "x86_64"
+        platforms = platform_tags(arch)
+        root = source or source_tree(llmops.__file__)
+        wheel = ensure_llmops_wheel(root, cache or cache_root())
+        house_key = wheelhouse_key(wheel.requirements(), version, platforms)
+        spec = ControllerDockerfileSpec(base, version, f"{platforms[0]}…")
+        computed = controller_tag(wheel.key, house_key, render_controller_dockerfile(spec))
+        labels = {
+            MANAGED_BY_LABEL: MANAGED_BY,
+            CONTROLLER_BUILD_LABEL: computed,
+            "org.opencontainers.image.title": CONTROLLER_IMAGE,
+            "org.opencontainers.image.version": llmops.__version__,
+        }
+        spec = ControllerDockerfileSpec(base, version, f"{platforms[0]}…", tuple(labels.items()))
+        plan = _controller_plan(
+            engine, repository, fixed_tag or computed, base, version, labels, spec, push
+        )
+        seconds = {"plan": time.perf_counter() - started}
+        if dry_run or engine is None:
+            return ControllerResult(plan, True, seconds=seconds)
+        return _execute_controller(engine, plan, seconds, on_line, cache, root)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _controller_plan(
+    engine: DockerEngine | None,
+    repository: str,
+    tag: str,
+    base: str,
+    version: str,
+    labels: dict[str, str],
+    spec: ControllerDockerfileSpec,
+    push: bool,
+) -> ControllerPlan:
+    reference = f"{repository}:{tag}"
+    build: BuildAction = "unknown"
+    build_reason = "the Docker Engine could not be reached"
+    push_action: PushAction = "none"
+    push_reason = "not asked (--push)"
+    local_id: str | None = None
+    registry_digest: str | None = None
+    if engine is not None:
+        local = engine.image(reference)
+        wanted = labels[CONTROLLER_BUILD_LABEL]
+        if local is not None and local.labels.get(CONTROLLER_BUILD_LABEL) == wanted:
+            build, build_reason, local_id = "skip", f"the engine has {reference}", local.id
+        else:
+            build, build_reason = "build", f"the engine has no {reference} of this build"
+        if push:
+            registry_digest = engine.registry_digest(reference)
+            if registry_digest is not None:
+                push_action, push_reason = "skip", f"the registry has it ({registry_digest})"
+                if build == "build":
+                    build, build_reason = "skip", "the registry has it; nothing to build"
+            else:
+                push_action, push_reason = "push", "the registry has no such tag"
+    elif push:
+        push_action, push_reason = "unknown", build_reason
+    return ControllerPlan(
+        repository=repository,
+        tag=tag,
+        base_image=base,
+        python=version,
+        dockerfile=render_controller_dockerfile(spec),
+        labels=labels,
+        build=build,
+        build_reason=build_reason,
+        push=push_action,
+        push_reason=push_reason,
+        local_image_id=local_id,
+        registry_digest=registry_digest,
+    )
+
+
+def _execute_controller(
+    engine: DockerEngine,
+    plan: ControllerPlan,
+    seconds: dict[str, float],
+    on_line: OnLine | None,
+    cache: Path | None,
+    root: Path,
+) -> ControllerResult:
+    image_id = plan.local_image_id
+    steps = cached = 0
+    if plan.build == "build":
+        mark = time.perf_counter()
+        files = _install_files(
+            plan.python, engine.architecture(), cache or cache_root(), root, on_line
+        )
+        files["Dockerfile"] = plan.dockerfile.encode()
+        context = make_context(files).data
+        seconds["prepare"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        try:
+            output = engine.build(context, plan.reference, on_line=on_line)
+        except BuildFailed as exc:
+            raise _controller_hint(exc, plan) from exc
+        seconds["build"] = time.perf_counter() - mark
+        image_id, steps, cached = output.image_id, output.steps, output.cached
+    digest = plan.registry_digest
+    if plan.push == "push":
+        mark = time.perf_counter()
+        digest = engine.push(plan.repository, plan.tag, on_line)
+        seconds["push"] = time.perf_counter() - mark
+    return ControllerResult(
+        plan,
+        False,
+        built=plan.build == "build",
+        pushed=plan.push == "push",
+        image=f"{plan.repository}@{digest}" if digest else plan.reference,
+        image_id=image_id,
+        digest=digest,
+        steps=steps,
+        cached_steps=cached,
+        seconds=seconds,
+    )
+
+
+def _controller_hint(exc: BuildFailed, plan: ControllerPlan) -> BuildFailed:
+    if "command -v git" in exc.step:
+        hint = f"hint: {git_missing_message(plan.base_image)}"
+        return BuildFailed(f"{exc.message}\n{hint}", exc.step, exc.tail)
+    return _with_hint(exc, plan)

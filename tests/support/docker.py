@@ -6,6 +6,9 @@ model where containers can reach it. Loaded as the pytest plugin ``support.docke
 - ``base_image`` (session): ``llmops-test/python:3.11-bookworm``, made without any pull by
   ``scripts/make-base-image.sh`` (Debian's python3 from apt, ``docker import``), reused
   while its ``llmops.dev/base-recipe`` label matches the script's hash.
+- ``base_image_git`` (session): ``llmops-test/python-git:3.11-bookworm``, the same with
+  Debian's ``git`` added (``EXTRA_PACKAGES=git``), for the controller image; reused the
+  same way (recipe label plus ``llmops.dev/base-extra-packages=git``).
 - ``registry`` (session): ``127.0.0.1:5000``. When nothing answers there, Debian's
   ``docker-registry`` is started with filesystem storage in a temporary directory and
   stopped at the end (only if this session started it). The engine allows plain HTTP
@@ -41,6 +44,8 @@ BASE_PYTHON = "3.11"
 BASE_SCRIPT = ROOT / "scripts" / "make-base-image.sh"
 BASE_RECIPE_LABEL = "llmops.dev/base-recipe"
 REGISTRY = "127.0.0.1:5000"
+BASE_IMAGE_GIT = "llmops-test/python-git:3.11-bookworm"
+BASE_EXTRA_LABEL = "llmops.dev/base-extra-packages"
 
 
 def need(reason: str) -> NoReturn:
@@ -85,6 +90,31 @@ def base_image(docker_engine: DockerEngine) -> str:
     if proc.returncode != 0:
         pytest.fail(f"{BASE_SCRIPT.name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def base_image_git(docker_engine: DockerEngine) -> str:
+    found = docker_engine.image(BASE_IMAGE_GIT)
+    if (
+        found is not None
+        and found.labels.get(BASE_RECIPE_LABEL) == recipe_version()
+        and found.labels.get(BASE_EXTRA_LABEL) == "git"
+    ):
+        return BASE_IMAGE_GIT
+    missing = [tool for tool in ("apt-get", "dpkg-deb", "ldconfig", "docker") if not shutil.which(tool)]
+    if missing:
+        need(f"cannot make {BASE_IMAGE_GIT}: {', '.join(missing)} not found")
+    proc = subprocess.run(
+        ["bash", str(BASE_SCRIPT), BASE_IMAGE_GIT],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "EXTRA_PACKAGES": "git"},
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"{BASE_SCRIPT.name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return BASE_IMAGE_GIT
 
 
 def _registry_answers(address: str) -> bool:
