@@ -117,8 +117,10 @@ def test_a_failing_step_is_named_with_its_log_tail(
 ) -> None:
     dockerfile = (
         f"FROM {base_image}\n"
-        'RUN ["python3", "-c", "import sys; [print(f\'line {i}\', flush=True) for i in range(40)]; '
-        "sys.exit('it broke here')\"]\n"
+        # one stream (stderr) so the order of the lines is the order they were written:
+        # the engine may interleave a step's stdout and stderr
+        'RUN ["python3", "-c", "import sys; [print(f\'line {i}\', file=sys.stderr, flush=True) '
+        "for i in range(40)]; sys.exit('it broke here')\"]\n"
     )
     tag = _tag("fail")
     tags.append(tag)
