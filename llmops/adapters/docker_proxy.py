@@ -26,45 +26,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
+from llmops.adapters.httpproxy import (
+    IDEMPOTENT,
+    MAX_BODY,
+    BadCommand,
+    StablePort,
+    TooLarge,
+    arguments,
+    close_control,
+    command_errors,
+    listen,
+    log,
+    new_session,
+    read_body,
+    stable_port_options,
+    stream_answer,
+    upstream_request,
+)
 from llmops.adapters.process import write_json_atomic
-from llmops.adapters.supervisor import COLOUR_HEADER, MAX_BODY, forward_headers, log
 
 STATE_FILE = "proxy.json"
 STATE_VERSION = 1
 COLOURS = ("blue", "green")
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_BadCommand = BadCommand
+_TooLarge = TooLarge
+_IDEMPOTENT = IDEMPOTENT
 
 
-class _BadCommand(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class Proxy:
+class Proxy(StablePort):
     """The stable port of one app: where requests go, and how many are in flight where."""
 
     def __init__(
@@ -79,20 +79,11 @@ class Proxy:
         connect_wait: float = 10.0,
         active: tuple[str, int] | None = None,
     ) -> None:
-        self.dir = directory
-        self.app = app
-        self.env = env
-        self.port = port
-        self.control = control
-        self.host = host
-        self.connect_wait = connect_wait
+        super().__init__(directory, app, env, port, control, host=host, connect_wait=connect_wait)
         self.active_colour: str | None = active[0] if active else None
         self.active_port: int | None = active[1] if active else None
         self.inflight: dict[int, int] = {}
         self.sessions: dict[int, aiohttp.ClientSession] = {}
-        self.closing = False
-        self.stop_requested = asyncio.Event()
-        self.started = _now()
 
     # --- state ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -100,14 +91,7 @@ class Proxy:
             "version": STATE_VERSION,
             "app": self.app,
             "env": self.env,
-            "proxy": {
-                "pid": os.getpid(),
-                "host": self.host,
-                "port": self.port,
-                "control": str(self.control),
-                "started": self.started,
-                "argv": sys.argv,
-            },
+            "proxy": self.process_info(),
             "active": self.active_colour,
             "active_port": self.active_port,
             "stopped": self.closing,
@@ -145,14 +129,7 @@ class Proxy:
     def _session(self, port: int) -> aiohttp.ClientSession:
         session = self.sessions.get(port)
         if session is None or session.closed:
-            session = aiohttp.ClientSession(
-                # shorter than uvicorn's 5 s keep-alive: an idle pooled connection is
-                # dropped here before the app closes it under a new request
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0),
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
+            session = new_session()
             self.sessions[port] = session
         return session
 
@@ -181,17 +158,7 @@ class Proxy:
             self.stop_requested.set()
             return web.json_response({"stopping": True}, status=202)
 
-        @web.middleware
-        async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-            try:
-                response: web.StreamResponse = await handler(request)
-                return response
-            except _BadCommand as exc:
-                return web.json_response({"error": exc.message}, status=exc.status)
-            except (ValueError, TypeError) as exc:
-                return web.json_response({"error": f"bad request: {exc}"}, status=400)
-
-        app = web.Application(middlewares=[errors])
+        app = web.Application(middlewares=[command_errors])
         app.router.add_get("/status", status)
         app.router.add_put("/active", active)
         app.router.add_delete("/backends/{port}", drain)
@@ -234,62 +201,19 @@ class Proxy:
     async def _forward(
         self, request: web.BaseRequest, body: bytes, colour: str, port: int
     ) -> web.StreamResponse:
-        url = URL(f"http://127.0.0.1:{port}{request.raw_path}", encoded=True)
-        headers = forward_headers(request.headers)
-        headers.append(("X-Forwarded-For", request.remote or ""))
-        headers.append(("X-Forwarded-Host", request.host))
-        async with self._session(port).request(
-            request.method,
-            url,
-            headers=headers,
-            data=body or None,
-            allow_redirects=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        async with upstream_request(
+            self._session(port), request, "127.0.0.1", port, body
         ) as upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in forward_headers(upstream.headers):
-                response.headers.add(name, value)
-            response.headers[COLOUR_HEADER] = colour
-            chunked = "chunked" in upstream.headers.get("Transfer-Encoding", "").lower()
-            if upstream.content_length is not None and not chunked:
-                response.content_length = upstream.content_length
-            await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-            except ConnectionResetError:  # the client went away
-                return response
-            except aiohttp.ClientError as exc:  # the app broke off mid-answer
-                raise ConnectionError(f"the container broke off the answer: {exc}") from exc
-            await response.write_eof()
-            return response
+            return await stream_answer(request, upstream, colour, who="container")
 
     # --- life -----------------------------------------------------------------------------
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop_requested.set)
-        proxy_runner = web.ServerRunner(
-            web.Server(self.proxy, keepalive_timeout=75.0, auto_decompress=False),
-            handle_signals=False,
-            shutdown_timeout=15.0,
+        runners = await listen(
+            self.proxy, self.control_app(), self.host, self.port, self.control, self.stop_requested
         )
-        await proxy_runner.setup()
-        try:
-            await web.TCPSite(proxy_runner, self.host, self.port, reuse_address=True).start()
-        except OSError as exc:
-            log("cannot listen", host=self.host, port=self.port, error=exc.strerror or str(exc))
-            await proxy_runner.cleanup()
+        if runners is None:
             return 3
-        control_runner = web.AppRunner(self.control_app(), access_log=None, shutdown_timeout=5.0)
-        await control_runner.setup()
-        with contextlib.suppress(FileNotFoundError):
-            self.control.unlink()
-        old_umask = os.umask(0o177)
-        try:
-            await web.UnixSite(control_runner, str(self.control)).start()
-        finally:
-            os.umask(old_umask)
+        proxy_runner, control_runner = runners
         self.save()
         log("proxying", app=self.app, env=self.env, url=f"http://{self.host}:{self.port}")
         await self.stop_requested.wait()
@@ -299,24 +223,11 @@ class Proxy:
         await proxy_runner.cleanup()  # lets the requests in flight finish
         for session in self.sessions.values():
             await session.close()
-        await control_runner.cleanup()
-        with contextlib.suppress(FileNotFoundError):
-            self.control.unlink()
-        log("stopped")
+        await close_control(control_runner, self.control)
         return 0
 
 
-async def _read_body(request: web.BaseRequest) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return b"".join(parts)
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _TooLarge
-        parts.append(chunk)
+_read_body = read_body
 
 
 def _problem(status: int, kind: str, message: str) -> web.Response:
@@ -334,17 +245,10 @@ def _active(text: str | None) -> tuple[str, int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m llmops.adapters.docker_proxy",
-        description="The stable port of one app of a docker environment (started by llmops apply).",
+    parser = arguments(
+        "python -m llmops.adapters.docker_proxy",
+        "The stable port of one app of a docker environment (started by llmops apply).",
     )
-    parser.add_argument("--dir", required=True, type=Path, help="The app's state directory.")
-    parser.add_argument("--app", required=True)
-    parser.add_argument("--env", required=True)
-    parser.add_argument("--port", required=True, type=int, help="The stable port to listen on.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--control", required=True, type=Path, help="The unix control socket.")
-    parser.add_argument("--connect-wait", type=float, default=10.0)
     parser.add_argument("--active", default=None, help="COLOUR:PORT to serve from the start.")
     args = parser.parse_args(argv)
     try:
@@ -352,16 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    proxy = Proxy(
-        args.dir.resolve(),
-        args.app,
-        args.env,
-        args.port,
-        Path(os.path.abspath(args.control)),
-        host=args.host,
-        connect_wait=args.connect_wait,
-        active=active,
-    )
+    proxy = Proxy(**stable_port_options(args), active=active)
     return asyncio.run(proxy.run())
 
 

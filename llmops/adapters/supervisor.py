@@ -27,32 +27,46 @@ instead of failing, since a refused connection never reached the backend.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
+from llmops.adapters.httpproxy import (
+    COLOUR_HEADER,
+    IDEMPOTENT,
+    MAX_BODY,
+    BadCommand,
+    StablePort,
+    TooLarge,
+    arguments,
+    close_control,
+    command_errors,
+    forward_headers,
+    listen,
+    log,
+    new_session,
+    read_body,
+    stable_port_options,
+    stream_answer,
+    upstream_request,
+)
+from llmops.adapters.httpproxy import now as _now
 from llmops.adapters.process import orphan_safe, port_free, rotate_if_large, write_json_atomic
+
+__all__ = ["COLOUR_HEADER", "MAX_BODY", "forward_headers", "log"]
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 COLOURS = ("blue", "green")
-#: every answer through the stable port says which colour served it
-COLOUR_HEADER = "X-Llmops-Colour"
-MAX_BODY = 32 * 1024 * 1024
 #: answers up to this size with a Content-Length are read whole and sent in one write;
 #: larger or chunked ones (server-sent events) are streamed as they come
 _WHOLE = 1024 * 1024
@@ -62,25 +76,6 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 #: a backend up this long counts as healthy again: the next crash restarts fast
 STABLE_AFTER = 30.0
-#: idempotent methods are retried once on another connection when one closes under them
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
-
 BackendStatus = Literal["running", "restarting", "exited", "stopping", "stopped"]
 
 _log = logging.getLogger("llmops.supervisor")
@@ -91,40 +86,9 @@ def restart_delay(failures: int) -> float:
     return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, failures - 1)))
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def log(message: str, **fields: Any) -> None:
-    """One JSON line on stderr (the supervisor's log file)."""
-    line = {"time": _now(), "message": message, **fields}
-    sys.stderr.write(json.dumps(line, default=str) + "\n")
-    sys.stderr.flush()
-
-
-def forward_headers(headers: Any) -> list[tuple[str, str]]:
-    """``headers`` (a multidict) without hop-by-hop headers and those ``Connection`` names."""
-    named = {
-        token.strip().lower()
-        for value in headers.getall("Connection", [])
-        for token in value.split(",")
-    }
-    return [
-        (name, value)
-        for name, value in headers.items()
-        if name.lower() not in _HOP_BY_HOP and name.lower() not in named
-    ]
-
-
-class _BadCommand(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class _TooLarge(Exception):
-    pass
+_BadCommand = BadCommand
+_TooLarge = TooLarge
+_IDEMPOTENT = IDEMPOTENT
 
 
 @dataclass(eq=False)
@@ -172,7 +136,7 @@ class Backend:
         }
 
 
-class Supervisor:
+class Supervisor(StablePort):
     """The state and the three faces (proxy, control, child processes) of one app."""
 
     def __init__(
@@ -186,19 +150,10 @@ class Supervisor:
         host: str = "127.0.0.1",
         connect_wait: float = 10.0,
     ) -> None:
-        self.dir = directory
-        self.app = app
-        self.env = env
-        self.port = port
-        self.control = control
-        self.host = host
-        self.connect_wait = connect_wait
+        super().__init__(directory, app, env, port, control, host=host, connect_wait=connect_wait)
         self.backends: dict[str, Backend] = {}
         self.active: str | None = None
-        self.closing = False
-        self.stop_requested = asyncio.Event()
         self.lock = asyncio.Lock()
-        self.started = _now()
 
     # --- state ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -206,14 +161,7 @@ class Supervisor:
             "version": STATE_VERSION,
             "app": self.app,
             "env": self.env,
-            "supervisor": {
-                "pid": os.getpid(),
-                "host": self.host,
-                "port": self.port,
-                "control": str(self.control),
-                "started": self.started,
-                "argv": sys.argv,
-            },
+            "supervisor": self.process_info(),
             "active": self.active,
             "stopped": self.closing,
             "backends": {colour: b.public() for colour, b in sorted(self.backends.items())},
@@ -330,14 +278,7 @@ class Supervisor:
 
     def _session(self, backend: Backend) -> aiohttp.ClientSession:
         if backend.session is None or backend.session.closed:
-            backend.session = aiohttp.ClientSession(
-                # shorter than uvicorn's 5 s keep-alive, so an idle pooled connection is
-                # dropped here before the backend closes it under a new request
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0),
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
+            backend.session = new_session()
         return backend.session
 
     # --- control --------------------------------------------------------------------------
@@ -413,17 +354,7 @@ class Supervisor:
             self.stop_requested.set()
             return web.json_response({"stopping": True}, status=202)
 
-        @web.middleware
-        async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-            try:
-                response: web.StreamResponse = await handler(request)
-                return response
-            except _BadCommand as exc:
-                return web.json_response({"error": exc.message}, status=exc.status)
-            except (ValueError, TypeError) as exc:
-                return web.json_response({"error": f"bad request: {exc}"}, status=400)
-
-        app = web.Application(middlewares=[errors])
+        app = web.Application(middlewares=[command_errors])
         app.router.add_get("/status", status)
         app.router.add_put("/backends/{colour}", start)
         app.router.add_delete("/backends/{colour}", stop)
@@ -479,17 +410,8 @@ class Supervisor:
     async def _forward(
         self, request: web.BaseRequest, body: bytes, backend: Backend
     ) -> web.StreamResponse:
-        url = URL(f"http://{self.host}:{backend.port}{request.raw_path}", encoded=True)
-        headers = forward_headers(request.headers)
-        headers.append(("X-Forwarded-For", request.remote or ""))
-        headers.append(("X-Forwarded-Host", request.host))
-        async with self._session(backend).request(
-            request.method,
-            url,
-            headers=headers,
-            data=body or None,
-            allow_redirects=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        async with upstream_request(
+            self._session(backend), request, self.host, backend.port, body
         ) as upstream:
             chunked = "chunked" in upstream.headers.get("Transfer-Encoding", "").lower()
             length = upstream.content_length
@@ -505,23 +427,9 @@ class Supervisor:
                 whole.headers[COLOUR_HEADER] = backend.colour
                 whole.headers.setdefault("Server", "llmops")
                 return whole
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in forward_headers(upstream.headers):
-                response.headers.add(name, value)
-            response.headers[COLOUR_HEADER] = backend.colour
-            response.headers.setdefault("Server", "llmops")  # not aiohttp's name and version
-            if length is not None and not chunked:
-                response.content_length = length
-            await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-            except ConnectionResetError:  # the client went away
-                return response
-            except aiohttp.ClientError as exc:  # the backend broke off mid-answer
-                raise ConnectionError(f"the backend broke off the answer: {exc}") from exc
-            await response.write_eof()
-            return response
+            return await stream_answer(
+                request, upstream, backend.colour, who="backend", server="llmops"
+            )
 
     # --- life -----------------------------------------------------------------------------
     async def _rotate_logs(self, every: float = 30.0) -> None:
@@ -532,30 +440,12 @@ class Supervisor:
                     log("log rotated", colour=backend.colour, log=str(backend.log))
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop_requested.set)
-        proxy_runner = web.ServerRunner(
-            web.Server(self.proxy, keepalive_timeout=75.0, auto_decompress=False),
-            handle_signals=False,
-            shutdown_timeout=15.0,
+        runners = await listen(
+            self.proxy, self.control_app(), self.host, self.port, self.control, self.stop_requested
         )
-        await proxy_runner.setup()
-        try:
-            await web.TCPSite(proxy_runner, self.host, self.port, reuse_address=True).start()
-        except OSError as exc:
-            log("cannot listen", host=self.host, port=self.port, error=exc.strerror or str(exc))
-            await proxy_runner.cleanup()
+        if runners is None:
             return 3
-        control_runner = web.AppRunner(self.control_app(), access_log=None, shutdown_timeout=5.0)
-        await control_runner.setup()
-        with contextlib.suppress(FileNotFoundError):
-            self.control.unlink()
-        old_umask = os.umask(0o177)
-        try:
-            await web.UnixSite(control_runner, str(self.control)).start()
-        finally:
-            os.umask(old_umask)
+        proxy_runner, control_runner = runners
         self.save()
         log("supervising", app=self.app, env=self.env, url=f"http://{self.host}:{self.port}")
         rotation = asyncio.create_task(self._rotate_logs())
@@ -570,10 +460,7 @@ class Supervisor:
             )
             self.save()
         await proxy_runner.cleanup()
-        await control_runner.cleanup()
-        with contextlib.suppress(FileNotFoundError):
-            self.control.unlink()
-        log("stopped")
+        await close_control(control_runner, self.control)
         return 0
 
 
@@ -609,17 +496,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return document
 
 
-async def _read_body(request: web.BaseRequest) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return b"".join(parts)
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _TooLarge
-        parts.append(chunk)
+_read_body = read_body
 
 
 def _problem(status: int, kind: str, message: str) -> web.Response:
@@ -629,28 +506,13 @@ def _problem(status: int, kind: str, message: str) -> web.Response:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m llmops.adapters.supervisor",
-        description="Supervise one app of a local llmops environment (started by llmops apply).",
+    parser = arguments(
+        "python -m llmops.adapters.supervisor",
+        "Supervise one app of a local llmops environment (started by llmops apply).",
     )
-    parser.add_argument("--dir", required=True, type=Path, help="The app's state directory.")
-    parser.add_argument("--app", required=True)
-    parser.add_argument("--env", required=True)
-    parser.add_argument("--port", required=True, type=int, help="The stable port to listen on.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--control", required=True, type=Path, help="The unix control socket.")
-    parser.add_argument("--connect-wait", type=float, default=10.0)
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    supervisor = Supervisor(
-        args.dir.resolve(),
-        args.app,
-        args.env,
-        args.port,
-        Path(os.path.abspath(args.control)),
-        host=args.host,
-        connect_wait=args.connect_wait,
-    )
+    supervisor = Supervisor(**stable_port_options(args))
     try:
         import uvloop  # uvicorn[standard] brings it: a faster loop for the proxy
     except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn

@@ -51,6 +51,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from llmops.adapters import process
 from llmops.adapters.docker_run import ContainerEngine, ContainerInfo, ContainerSpec
+from llmops.deploy.bluegreen import LOG_TAIL_LINES as _LOG_TAIL_LINES
+from llmops.deploy.bluegreen import (
+    Failed,
+    check_desired,
+    check_plan,
+    probe_ready,
+    proxy_argv,
+    start_proxy,
+    update_lines,
+)
 from llmops.deploy.local import (
     HOST,
     PASS_THROUGH,
@@ -80,7 +90,7 @@ from llmops.domain.deploy import (
     TargetKind,
     other_colour,
 )
-from llmops.domain.errors import ExternalError, LlmopsError, UsageError
+from llmops.domain.errors import ExternalError, LlmopsError
 
 PROXY_MODULE = "llmops.adapters.docker_proxy"
 PROXY_STATE = "proxy.json"
@@ -96,7 +106,6 @@ RESTART_POLICY = "unless-stopped"
 STOP_TIMEOUT = 30.0
 #: seconds the proxy waits for requests in flight to the old colour before it is stopped
 DRAIN_SECONDS = 30.0
-_LOG_TAIL_LINES = 15
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"})
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
@@ -282,13 +291,7 @@ class AppStatus:
         )
 
 
-class _Failed(Exception):
-    """One app's deploy failed; ``reason`` says why (one line), ``detail`` adds a log tail."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
+_Failed = Failed
 
 
 def proxy_markers(directory: Path) -> tuple[str, ...]:
@@ -484,12 +487,7 @@ class DockerTarget:
         fingerprint (release, image, variables, secrets, resources), drifted or unhealthy,
         ``delete`` what runs but is not desired, ``unchanged`` the rest. Diff lines:
         ``-``/``+`` values, ``~`` settings, ``!`` drift."""
-        names = [d.app for d in desired]
-        if len(set(names)) != len(names):
-            raise UsageError(f"an app is desired twice in environment {self.env}: {names}")
-        for d in desired:
-            if d.env != self.env:
-                raise UsageError(f"app {d.app} is desired in {d.env}, not in {self.env}")
+        names = check_desired(self.env, desired)
         held = {app: p for app, la in live.items() if (p := port_of(la.endpoint)) is not None}
         ports = assign_ports(names, held, self.base_port)
         changes: list[Change] = []
@@ -508,19 +506,7 @@ class DockerTarget:
                 )
                 changes.append(Change("create", d.app, obj, diff))
                 continue
-            lines: list[str] = []
-            if current.release != d.release:
-                lines += [f"- release: {current.release}", f"+ release: {d.release}"]
-            elif current.fingerprint != d.fingerprint:
-                lines.append(
-                    f"~ settings: fingerprint {current.fingerprint} -> {d.fingerprint} "
-                    "(image, variables, secrets or resources)"
-                )
-            if current.endpoint != endpoint:
-                lines += [f"- endpoint: {current.endpoint}", f"+ endpoint: {endpoint}"]
-            lines += [f"! drift: {item}" for item in current.drift]
-            if not current.ready and not current.drift:
-                lines.append(f"! not ready: {endpoint}/healthz does not answer 200")
+            lines = update_lines(current, d, endpoint, "image, variables, secrets or resources")
             if not lines and current.colour is not None:
                 # nothing to do: name the container that serves
                 serving = container_name(self.env, d.app, current.colour)
@@ -549,11 +535,9 @@ class DockerTarget:
         container is removed and the old colour keeps serving (``rolled-back``;
         ``failed`` when nothing served before). An engine that does not answer raises
         ``ExternalError`` before anything is changed."""
-        if plan.env != self.env:
-            raise UsageError(f"the plan is for environment {plan.env}, this target is {self.env}")
+        desired = check_plan(plan, self.env)
         engine = self.engine()
         engine.ping()
-        desired = {d.app: d for d in plan.desired}
         with process.file_lock(self.env_dir / ".lock", timeout=max(timeout, 60.0)):
             statuses = self.status()
             held = {a: s.port for a, s in statuses.items() if s.port is not None}
@@ -790,14 +774,9 @@ class DockerTarget:
                     f"the {colour} container {info.name} stopped before it was ready: "
                     f"{info.describe()}"
                 )
-            health, why = process.probe(base + "/healthz", timeout=2.0)
-            if health is None or health.status != 200:
-                reason = why or f"GET {base}/healthz answered {health.status if health else '?'}"
-            else:
-                ready, why = process.probe(base + "/readyz", timeout=5.0)
-                reason, ok = _readiness(ready, why, desired)
-                if ok:
-                    return
+            reason, ok = probe_ready(base, desired, "another container")
+            if ok:
+                return
             if time.monotonic() > deadline:
                 raise _Failed(
                     f"the {colour} container {info.name} was not ready within {timeout:g}s: {reason}"
@@ -837,50 +816,24 @@ class DockerTarget:
             self._stop_proxy(app)
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-        sock = process.socket_path(directory)
-        argv = [
-            self.python,
-            "-m",
-            PROXY_MODULE,
-            "--dir",
-            str(directory),
-            "--app",
-            app,
-            "--env",
-            self.env,
-            "--port",
-            str(stable),
-            "--host",
-            HOST,
-            "--control",
-            str(sock),
-            "--connect-wait",
-            f"{self.connect_wait:g}",
-        ]
+        argv = proxy_argv(
+            self.python, PROXY_MODULE, directory, app, self.env, stable, HOST, self.connect_wait
+        )
         if resume is not None:
             argv += ["--active", f"{resume[0]}:{resume[1]}"]
-        base_env = {name: self.environ[name] for name in PASS_THROUGH if name in self.environ}
-        log = directory / "proxy.log"
-        pid = process.spawn_detached(argv, env=base_env, cwd=directory, log=log)
-        control = process.ControlClient(sock)
-        deadline = time.monotonic() + min(max(timeout, 5.0), 30.0)
-        while True:
-            if not process.pid_alive(pid):
-                raise _Failed(
-                    f"the proxy of {app} exited at start (port {stable})",
-                    process.log_tail(log, _LOG_TAIL_LINES),
-                )
-            if control.answers(timeout=1.0):
-                _, current = control.request("GET", "/status")
-                if (current.get("proxy") or {}).get("pid") == pid:
-                    return control, resume[0] if resume is not None else None
-            if time.monotonic() > deadline:
-                process.terminate(pid, proxy_markers(directory), timeout=5.0)
-                raise _Failed(
-                    f"the proxy of {app} did not answer on {sock}",
-                    process.log_tail(log, _LOG_TAIL_LINES),
-                )
-            time.sleep(0.05)
+        control = start_proxy(
+            argv,
+            self.environ,
+            PASS_THROUGH,
+            directory,
+            directory / "proxy.log",
+            what="proxy",
+            app=app,
+            stable=stable,
+            timeout=timeout,
+            markers=proxy_markers,
+        )
+        return control, resume[0] if resume is not None else None
 
     def _stop_proxy(self, app: str, timeout: float = 30.0) -> None:
         directory = self.app_dir(app)
@@ -921,30 +874,6 @@ class DockerTarget:
         self.engine().ping()
         with process.file_lock(self.env_dir / ".lock"):
             return tuple(self._prune(app, status) for app, status in self.status().items())
-
-
-def _readiness(
-    answer: process.HttpAnswer | None, why: str, desired: DesiredApp
-) -> tuple[str, bool]:
-    """Whether a ``/readyz`` answer says this release is ready, and if not why."""
-    if answer is None:
-        return why, False
-    try:
-        document = answer.json()
-        entry = (document.get("apps") or {}).get(desired.app) or {}
-    except (ValueError, AttributeError):
-        return f"/readyz answered {answer.status} with no JSON", False
-    release = entry.get("release")
-    if release is not None and release != desired.release:
-        return (
-            f"/readyz reports release {release}, not {desired.release} (another container?)",
-            False,
-        )
-    if answer.status != 200:
-        return f"/readyz answered {answer.status}: {entry.get('reason') or 'not ready'}", False
-    if release is None:
-        return f"/readyz does not list app {desired.app}", False
-    return "", True
 
 
 __all__ = [

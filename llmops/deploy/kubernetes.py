@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmops.deploy import k8s
+from llmops.deploy.bluegreen import check_desired, check_plan
 from llmops.deploy.objdiff import diff_object, object_key, object_name, plan_objects
 from llmops.deploy.target import Verify, VerifyResult
 from llmops.domain.deploy import (
@@ -59,7 +60,7 @@ from llmops.domain.deploy import (
     TargetKind,
     other_colour,
 )
-from llmops.domain.errors import ExternalError, LlmopsError, UsageError
+from llmops.domain.errors import ExternalError, LlmopsError
 
 if TYPE_CHECKING:
     from llmops.adapters.kube import KubeClient
@@ -301,12 +302,7 @@ class KubernetesTarget:
         """Desired vs live, pure: an app whose fingerprint matches and has no drift is
         ``unchanged``; otherwise its inactive colour and the stable objects are planned
         (create/update with diff lines); apps live but not desired are deleted."""
-        names = [d.app for d in desired]
-        if len(set(names)) != len(names):
-            raise UsageError(f"an app is desired twice in environment {self.env}: {names}")
-        for d in desired:
-            if d.env != self.env:
-                raise UsageError(f"app {d.app} is desired in {d.env}, not in {self.env}")
+        names = check_desired(self.env, desired)
         changes: list[Change] = []
         for d in desired:
             current = live.get(d.app)
@@ -361,10 +357,8 @@ class KubernetesTarget:
     ) -> ApplyResult:
         """Apply ``plan`` once (see the module docstring). Raises ``ExternalError`` before
         any write when the cluster cannot be read; per-app failures are outcomes."""
-        if plan.env != self.env:
-            raise UsageError(f"the plan is for environment {plan.env}, this target is {self.env}")
+        desired = check_plan(plan, self.env)
         self.client.check(self.namespace)
-        desired = {d.app: d for d in plan.desired}
         apps = list(dict.fromkeys(c.app for c in plan.changes))
         apps += [a for a in desired if a not in apps]
 

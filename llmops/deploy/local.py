@@ -38,6 +38,16 @@ from typing import Any, cast
 
 from llmops.adapters import process
 from llmops.archive.base import Archive
+from llmops.deploy.bluegreen import LOG_TAIL_LINES as _LOG_TAIL_LINES
+from llmops.deploy.bluegreen import (
+    Failed,
+    check_desired,
+    check_plan,
+    probe_ready,
+    proxy_argv,
+    start_proxy,
+    update_lines,
+)
 from llmops.deploy.target import Verify
 from llmops.domain.deploy import (
     ENV_API_KEY_VAR,
@@ -85,7 +95,6 @@ PASS_THROUGH = (
     "https_proxy",
     "no_proxy",
 )
-_LOG_TAIL_LINES = 15
 
 
 def state_root_for(repo_root: Path) -> Path:
@@ -319,13 +328,7 @@ def backend_argv(
     return argv
 
 
-class _Failed(Exception):
-    """One app's deploy failed; ``reason`` says why (one line), ``detail`` adds a log tail."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
+_Failed = Failed
 
 
 class LocalTarget:
@@ -438,12 +441,7 @@ class LocalTarget:
         """Desired vs live, pure: ``create`` what does not run, ``update`` what runs another
         fingerprint, drifted or unhealthy, ``delete`` what runs but is not desired,
         ``unchanged`` the rest. Diff lines: ``-``/``+`` values, ``!`` drift."""
-        names = [d.app for d in desired]
-        if len(set(names)) != len(names):
-            raise UsageError(f"an app is desired twice in environment {self.env}: {names}")
-        for d in desired:
-            if d.env != self.env:
-                raise UsageError(f"app {d.app} is desired in {d.env}, not in {self.env}")
+        names = check_desired(self.env, desired)
         held = {app: p for app, la in live.items() if (p := port_of(la.endpoint)) is not None}
         ports = assign_ports(names, held, self.base_port)
         changes: list[Change] = []
@@ -455,19 +453,7 @@ class LocalTarget:
                 diff = (f"+ release: {d.release}", f"+ endpoint: {endpoint}")
                 changes.append(Change("create", d.app, obj, diff))
                 continue
-            lines: list[str] = []
-            if current.release != d.release:
-                lines += [f"- release: {current.release}", f"+ release: {d.release}"]
-            elif current.fingerprint != d.fingerprint:
-                lines.append(
-                    f"~ settings: fingerprint {current.fingerprint} -> {d.fingerprint} "
-                    "(variables, secrets, replicas or resources)"
-                )
-            if current.endpoint != endpoint:
-                lines += [f"- endpoint: {current.endpoint}", f"+ endpoint: {endpoint}"]
-            lines += [f"! drift: {item}" for item in current.drift]
-            if not current.ready and not current.drift:
-                lines.append(f"! not ready: {endpoint}/healthz does not answer 200")
+            lines = update_lines(current, d, endpoint, "variables, secrets, replicas or resources")
             changes.append(Change("update" if lines else "unchanged", d.app, obj, tuple(lines)))
         for app in sorted(set(live) - set(names)):
             current = live[app]
@@ -490,9 +476,7 @@ class LocalTarget:
         it, switch the stable port to it, stop the old colour after ``grace`` seconds. On
         any failure the new backend is stopped and the old colour keeps serving
         (``rolled-back``; ``failed`` when nothing served before)."""
-        if plan.env != self.env:
-            raise UsageError(f"the plan is for environment {plan.env}, this target is {self.env}")
-        desired = {d.app: d for d in plan.desired}
+        desired = check_plan(plan, self.env)
         with process.file_lock(self.env_dir / ".lock", timeout=max(timeout, 60.0)):
             statuses = self.status()
             held = {a: s.state.port for a, s in statuses.items() if s.state is not None}
@@ -735,14 +719,9 @@ class LocalTarget:
                     f"the {colour} backend exited with code {backend.get('exit_code')} "
                     "before it was ready"
                 )
-            health, why = process.probe(base + "/healthz", timeout=2.0)
-            if health is None or health.status != 200:
-                reason = why or f"GET {base}/healthz answered {health.status if health else '?'}"
-            else:
-                ready, why = process.probe(base + "/readyz", timeout=5.0)
-                reason, ok = _readiness(ready, why, desired)
-                if ok:
-                    return
+            reason, ok = probe_ready(base, desired, "another process")
+            if ok:
+                return
             if time.monotonic() > deadline:
                 raise _Failed(f"the {colour} backend was not ready within {timeout:g}s: {reason}")
             time.sleep(0.1)
@@ -766,48 +745,28 @@ class LocalTarget:
             self._stop_supervisor(state)
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-        sock = process.socket_path(directory)
-        argv = [
+        argv = proxy_argv(
             self.python,
-            "-m",
             SUPERVISOR_MODULE,
-            "--dir",
-            str(directory),
-            "--app",
+            directory,
             app,
-            "--env",
             self.env,
-            "--port",
-            str(stable),
-            "--host",
+            stable,
             HOST,
-            "--control",
-            str(sock),
-            "--connect-wait",
-            f"{self.connect_wait:g}",
-        ]
-        base_env = {name: self.environ[name] for name in PASS_THROUGH if name in self.environ}
-        log = directory / "logs" / "supervisor.log"
-        pid = process.spawn_detached(argv, env=base_env, cwd=directory, log=log)
-        control = process.ControlClient(sock)
-        deadline = time.monotonic() + min(max(timeout, 5.0), 30.0)
-        while True:
-            if not process.pid_alive(pid):
-                raise _Failed(
-                    f"the supervisor of {app} exited at start (port {stable})",
-                    process.log_tail(log, _LOG_TAIL_LINES),
-                )
-            if control.answers(timeout=1.0):
-                _, current = control.request("GET", "/status")
-                if (current.get("supervisor") or {}).get("pid") == pid:
-                    return control
-            if time.monotonic() > deadline:
-                process.terminate(pid, supervisor_markers(directory), timeout=5.0)
-                raise _Failed(
-                    f"the supervisor of {app} did not answer on {sock}",
-                    process.log_tail(log, _LOG_TAIL_LINES),
-                )
-            time.sleep(0.05)
+            self.connect_wait,
+        )
+        return start_proxy(
+            argv,
+            self.environ,
+            PASS_THROUGH,
+            directory,
+            directory / "logs" / "supervisor.log",
+            what="supervisor",
+            app=app,
+            stable=stable,
+            timeout=timeout,
+            markers=supervisor_markers,
+        )
 
     def _stop_supervisor(self, state: AppState, timeout: float = 45.0) -> None:
         """Stop a supervisor (it stops its backends gracefully), then any backend left."""
@@ -882,24 +841,3 @@ def _release_file_problem(path: Path, release: str) -> str | None:
     if hashlib.sha256(data).hexdigest() != digest:
         return f"the release file {path.name} was changed"
     return None
-
-
-def _readiness(
-    answer: process.HttpAnswer | None, why: str, desired: DesiredApp
-) -> tuple[str, bool]:
-    """Whether a ``/readyz`` answer says this release is ready, and if not why."""
-    if answer is None:
-        return why, False
-    try:
-        document = answer.json()
-        entry = (document.get("apps") or {}).get(desired.app) or {}
-    except (ValueError, AttributeError):
-        return f"/readyz answered {answer.status} with no JSON", False
-    release = entry.get("release")
-    if release is not None and release != desired.release:
-        return f"/readyz reports release {release}, not {desired.release} (another process?)", False
-    if answer.status != 200:
-        return f"/readyz answered {answer.status}: {entry.get('reason') or 'not ready'}", False
-    if release is None:
-        return f"/readyz does not list app {desired.app}", False
-    return "", True
