@@ -92,14 +92,56 @@ def registry_host(reference: str) -> str:
     return "docker.io"
 
 
-def _first_line(text: object) -> str:
+def first_line(text: object) -> str:
+    """The first non-blank line of ``text``, stripped."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return lines[0] if lines else str(text)
 
 
-def _explain(exc: Exception) -> str:
+def explain(exc: Exception) -> str:
+    """The first line of what the engine (or the SDK) said about ``exc``."""
     explanation = getattr(exc, "explanation", None)
-    return _first_line(explanation or exc)
+    return first_line(explanation or exc)
+
+
+
+
+def open_client(host: str | None, timeout: float) -> tuple[Any, str]:
+    """A pinged docker SDK client and the address it talks to: ``$DOCKER_HOST`` and its
+    TLS settings (like the docker CLI) unless ``host`` is given. ``ExternalError`` (one
+    line, exit 2) when nobody answers. Shared by the build and the container adapters."""
+    import docker
+    import docker.errors
+
+    address = host or engine_host()
+    try:
+        if host is None:
+            client = docker.from_env(timeout=int(timeout))
+        else:
+            client = docker.DockerClient(base_url=address, timeout=int(timeout))
+    except (docker.errors.DockerException, OSError, ValueError) as exc:
+        raise ExternalError(unreachable_message(address)) from exc
+    try:
+        client.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        client.close()
+        raise ExternalError(unreachable_message(address)) from exc
+    return client, address
+
+
+def call_engine(host: str, what: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, its failures as one-line ``ExternalError``: unreachable, refused, other."""
+    import docker.errors
+    import requests
+
+    try:
+        return fn()
+    except requests.exceptions.ConnectionError as exc:
+        raise ExternalError(unreachable_message(host)) from exc
+    except docker.errors.APIError as exc:
+        raise ExternalError(f"the Docker Engine refused to {what}: {explain(exc)}") from exc
+    except docker.errors.DockerException as exc:
+        raise ExternalError(f"cannot {what}: {explain(exc)}") from exc
 
 
 class _BuildLog:
@@ -152,18 +194,7 @@ class DockerEngine:
     @classmethod
     def connect(cls, host: str | None = None, timeout: float = 600) -> DockerEngine:
         """Connect and ping; ``ExternalError`` (one line, exit 2) when nobody answers."""
-        import docker
-        import docker.errors
-
-        address = host or engine_host()
-        try:
-            if host is None:
-                client = docker.from_env(timeout=int(timeout))
-            else:
-                client = docker.DockerClient(base_url=host, timeout=int(timeout))
-            client.ping()
-        except (docker.errors.DockerException, OSError) as exc:
-            raise ExternalError(unreachable_message(address)) from exc
+        client, address = open_client(host, timeout)
         return cls(client, address)
 
     def close(self) -> None:
@@ -178,15 +209,7 @@ class DockerEngine:
     # --- reading --------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        import docker.errors
-        import requests
-
-        try:
-            return fn()
-        except requests.exceptions.ConnectionError as exc:
-            raise ExternalError(unreachable_message(self.host)) from exc
-        except docker.errors.APIError as exc:
-            raise ExternalError(f"the Docker Engine refused to {what}: {_explain(exc)}") from exc
+        return call_engine(self.host, what, fn)
 
     def architecture(self) -> str:
         """The engine's CPU architecture (``x86_64``, ``aarch64``)."""
@@ -283,7 +306,7 @@ class DockerEngine:
             for chunk in stream:
                 if "error" in chunk:
                     progress.flush()
-                    message = _first_line(
+                    message = first_line(
                         (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
                     )
                     tail = [*progress.step_log, message][-TAIL_LINES:]
@@ -305,7 +328,7 @@ class DockerEngine:
             raise ExternalError(unreachable_message(self.host)) from exc
         except docker.errors.APIError as exc:
             raise BuildFailed(
-                f"the Docker Engine refused the build: {_explain(exc)}",
+                f"the Docker Engine refused the build: {explain(exc)}",
                 progress.step,
                 progress.log[-TAIL_LINES:],
             ) from exc
@@ -340,7 +363,7 @@ class DockerEngine:
         except requests.exceptions.ConnectionError as exc:
             raise ExternalError(unreachable_message(self.host)) from exc
         except docker.errors.APIError as exc:
-            text = _explain(exc)
+            text = explain(exc)
             if "manifest unknown" in text or "name unknown" in text or "not found" in text:
                 return None
             raise ExternalError(registry_unreachable(reference, text)) from exc
@@ -356,7 +379,7 @@ class DockerEngine:
         try:
             for chunk in self._client.api.push(repository, tag=tag, stream=True, decode=True):
                 if "error" in chunk:
-                    message = _first_line(
+                    message = first_line(
                         (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
                     )
                     raise ExternalError(registry_unreachable(f"{repository}:{tag}", message))
@@ -370,7 +393,7 @@ class DockerEngine:
         except requests.exceptions.ConnectionError as exc:
             raise ExternalError(unreachable_message(self.host)) from exc
         except docker.errors.APIError as exc:
-            raise ExternalError(registry_unreachable(f"{repository}:{tag}", _explain(exc))) from exc
+            raise ExternalError(registry_unreachable(f"{repository}:{tag}", explain(exc))) from exc
         if digest is None:
             digest = self.registry_digest(f"{repository}:{tag}")
         if digest is None:

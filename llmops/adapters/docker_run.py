@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmops.adapters.docker_engine import engine_host, unreachable_message
+from llmops.adapters.docker_engine import call_engine, explain, first_line, open_client
 from llmops.adapters.process import HttpAnswer, probe
 from llmops.domain.errors import ExternalError
 
@@ -100,13 +100,6 @@ class ContainerInfo:
         return ", ".join(words)
 
 
-def _first_line(text: object) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else str(text)
-
-
-def _explain(exc: Exception) -> str:
-    return _first_line(getattr(exc, "explanation", None) or exc)
 
 
 def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
@@ -151,22 +144,7 @@ class ContainerEngine:
     @classmethod
     def connect(cls, host: str | None = None, timeout: float = 120.0) -> ContainerEngine:
         """Connect and ping; ``ExternalError`` (one line, exit 2) when nobody answers."""
-        import docker
-        import docker.errors
-
-        address = host or engine_host()
-        try:
-            if host is None:  # $DOCKER_HOST and its TLS settings, like the docker CLI
-                client = docker.from_env(timeout=int(timeout))
-            else:
-                client = docker.DockerClient(base_url=address, timeout=int(timeout))
-        except (docker.errors.DockerException, OSError, ValueError) as exc:
-            raise ExternalError(unreachable_message(address)) from exc
-        try:
-            client.ping()
-        except (docker.errors.DockerException, OSError) as exc:
-            client.close()
-            raise ExternalError(unreachable_message(address)) from exc
+        client, address = open_client(host, timeout)
         return cls(client, address)
 
     def close(self) -> None:
@@ -179,17 +157,7 @@ class ContainerEngine:
         self.close()
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        import docker.errors
-        import requests
-
-        try:
-            return fn()
-        except requests.exceptions.ConnectionError as exc:
-            raise ExternalError(unreachable_message(self.host)) from exc
-        except docker.errors.APIError as exc:
-            raise ExternalError(f"the Docker Engine refused to {what}: {_explain(exc)}") from exc
-        except docker.errors.DockerException as exc:
-            raise ExternalError(f"cannot {what}: {_explain(exc)}") from exc
+        return call_engine(self.host, what, fn)
 
     def ping(self) -> None:
         self._call("answer a ping", self._client.ping)
@@ -216,7 +184,7 @@ class ContainerEngine:
         def pull() -> None:
             for chunk in self._client.api.pull(repository, tag=tag, stream=True, decode=True):
                 if isinstance(chunk, dict) and chunk.get("error"):
-                    errors.append(_first_line(chunk["error"]))
+                    errors.append(first_line(chunk["error"]))
 
         self._call(f"pull {reference}", pull)
         if errors or not self.has_image(reference):
@@ -285,7 +253,7 @@ class ContainerEngine:
             except docker.errors.ImageNotFound as exc:
                 raise ExternalError(
                     f"the image {spec.image} is not in the Docker Engine: build it "
-                    f"(`llmops build`) or push it where the engine can pull it ({_explain(exc)})"
+                    f"(`llmops build`) or push it where the engine can pull it ({explain(exc)})"
                 ) from exc
             return str(created["Id"])
 
