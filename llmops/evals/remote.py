@@ -36,7 +36,6 @@ returns the finished cases with ``interrupted`` set, as the local runner does.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,12 +44,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmops.domain.errors import ExternalError, Retryable, UsageError
-from llmops.domain.evals import CaseResult, Sample, SuiteResult
+from llmops.domain.evals import CaseResult, Sample
 from llmops.domain.models.evalsuite import Case
 from llmops.evals.assertions import EmbedHook, GradeContext, JudgeHook, grade_all, grade_all_sync
 from llmops.evals.plan import PlannedCase
 from llmops.evals.ratelimit import RateLimits
-from llmops.evals.runner import DEFAULT_CONCURRENCY, RunnerResult, block_text, sample_outcome
+from llmops.evals.runner import (
+    DEFAULT_CONCURRENCY,
+    RunnerResult,
+    block_text,
+    collect,
+    run_workers,
+    sample_outcome,
+)
 from llmops.runtime.canary import canary_token
 from llmops.runtime.errors import GuardrailBlocked, Side
 
@@ -180,28 +186,8 @@ class RemoteRunner:
                         self.on_case(result)
 
         count = max(1, min(self.options.concurrency, len(planned) * repeat))
-        workers = [asyncio.create_task(worker()) for _ in range(count)]
-        interrupted = False
-        try:
-            await asyncio.gather(*workers)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            interrupted = True
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-        suites: dict[str, list[CaseResult]] = {}
-        for item, result in zip(planned, finished, strict=True):
-            bucket = suites.setdefault(item.suite, [])
-            if result is not None:
-                bucket.append(result)
-        return RunnerResult(
-            tuple(SuiteResult(name, tuple(cases)) for name, cases in suites.items()),
-            interrupted,
-            time.perf_counter() - started,
-        )
+        interrupted = await run_workers(worker, count)
+        return collect(planned, finished, interrupted, started)
 
     async def _sample(self, item: PlannedCase) -> Sample:
         bucket = self._limits.bucket(self.client.base_url)

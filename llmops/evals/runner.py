@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,28 +143,8 @@ class EvalRunner:
                         self.on_case(finished[index])  # type: ignore[arg-type]
 
         count = max(1, min(self.options.concurrency, len(planned) * repeat))
-        workers = [asyncio.create_task(worker()) for _ in range(count)]
-        interrupted = False
-        try:
-            await asyncio.gather(*workers)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            interrupted = True
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-        suites: dict[str, list[CaseResult]] = {}
-        for item, result in zip(planned, finished, strict=True):
-            bucket = suites.setdefault(item.suite, [])
-            if result is not None:
-                bucket.append(result)
-        return RunnerResult(
-            tuple(SuiteResult(name, tuple(cases)) for name, cases in suites.items()),
-            interrupted,
-            time.perf_counter() - started,
-        )
+        interrupted = await run_workers(worker, count)
+        return collect(planned, finished, interrupted, started)
 
     async def _sample(self, item: PlannedCase, sample: int) -> Sample:
         if item.problem is not None:
@@ -245,4 +225,40 @@ def _case_result(item: PlannedCase, samples: tuple[Sample, ...]) -> CaseResult:
         tags=tuple(case.tags),
         inputs=case.inputs,
         description=case.description,
+    )
+
+
+async def run_workers(worker: Callable[[], Coroutine[Any, Any, None]], count: int) -> bool:
+    """Run ``count`` copies of ``worker`` to the end; ``True`` when interrupted (Ctrl-C or
+    cancelled), after every copy stopped. Shared by the local and the endpoint runner."""
+    workers = [asyncio.create_task(worker()) for _ in range(count)]
+    try:
+        await asyncio.gather(*workers)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        return True
+    return False
+
+
+def collect(
+    planned: Sequence[PlannedCase],
+    finished: Sequence[CaseResult | None],
+    interrupted: bool,
+    started: float,
+) -> RunnerResult:
+    """The finished cases grouped by suite, in plan order."""
+    suites: dict[str, list[CaseResult]] = {}
+    for item, result in zip(planned, finished, strict=True):
+        bucket = suites.setdefault(item.suite, [])
+        if result is not None:
+            bucket.append(result)
+    return RunnerResult(
+        tuple(SuiteResult(name, tuple(cases)) for name, cases in suites.items()),
+        interrupted,
+        time.perf_counter() - started,
     )
