@@ -1,6 +1,6 @@
 """Benchmark: reconcile passes over a large repository (real git, the real dir archive).
 
-    python benchmarks/bench_reconcile.py [--apps 300] [--runs 7]
+    python benchmarks/bench_reconcile.py [--apps 300] [--runs 7] [--rounds 3] [--out F]
 
 A generated repository of N apps and three environments (dev ← head, test and prod by
 commit) is converged first; then it measures
@@ -8,17 +8,23 @@ commit) is converged first; then it measures
 * a no-op pass (nothing changed): decided by content hashes before anything is loaded
   (the memo of the last settled pass: commit, ledger tip, live fingerprints) — target
   ≤ 1 s at 300 apps × 3 environments;
-* the same no-op pass walking everything (no memo): load the manifests, compute every
-  app's release, compare with the ledger and the live fingerprints — for comparison;
-* passes after a commit that changes 1 and 10 apps: each changed app is released, gated,
-  deployed to dev, promoted (a git commit) and deployed to test and prod; reported with
-  the time spent inside the promotions (``llmops.reconcile.promotion.promote_now``:
-  plan, gate, git commit).
+* the same no-op pass walking everything (no memo) in a new world, as
+  ``llmops reconcile --once`` starts: load the manifests, compute every app's release,
+  compare with the ledger and the live fingerprints — for comparison;
+* the walk without the memo in the controller's world, kept from pass to pass: apps
+  whose files did not change are not checked again, apps whose inputs did not change
+  are not prepared again, the ledger is read from where the last pass stopped;
+* passes in the controller's world after a commit that changes 0, 1 and 10 apps
+  (``--rounds`` each, median): each changed app is released, gated, deployed to dev,
+  promoted (a git commit) and deployed to test and prod; reported with the time spent
+  inside the promotions (``llmops.reconcile.promotion.promote_now``: plan, gate, git
+  commit). Run it with ``--apps 100`` too to see what grows with the total.
 
 The deploy target is a recording target (in memory: it keeps what it was asked to run
 and reports it as live), and the gate is a recorded verdict (a passing GateResult and a
-small report, archived as evidence): this measures the reconciler, not model calls or
-process start-up. Results go to benchmarks/results/reconcile.json.
+small report, archived as evidence), both in tests/support/recording.py: this measures
+the reconciler, not model calls or process start-up. Results go to
+benchmarks/results/reconcile.json (``--out``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +44,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from genrepo import generate  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
 from llmops.archive import DirArchive  # noqa: E402
-from llmops.deploy.target import Target, Verify  # noqa: E402
-from llmops.domain.deploy import (  # noqa: E402
-    ApplyResult,
-    Change,
-    Deployed,
-    DeployPlan,
-    DesiredApp,
-    LiveApp,
-)
-from llmops.domain.evals import GateResult  # noqa: E402
+from llmops.deploy.target import Target  # noqa: E402
 from llmops.domain.models.environment import Target as TargetSpec  # noqa: E402
-from llmops.domain.models.pipeline import Stage  # noqa: E402
-from llmops.domain.repo import Repo  # noqa: E402
 from llmops.ops import reconcile as rec  # noqa: E402
-from llmops.releases.bundle import Bundle  # noqa: E402
+from tests.support.recording import RecordingTarget, recorded_gate  # noqa: E402
 
 PIPELINE = """apiVersion: llmops.dev/v1
 kind: Pipeline
@@ -66,83 +61,6 @@ spec:
     - {env: test, promotion: commit, gate: {suites: [smoke]}}
     - {env: prod, promotion: commit, gate: {suites: [smoke]}}
 """
-
-
-class RecordingTarget:
-    """A target that runs nothing: it records what it was asked to run and reports it."""
-
-    kind = "local"
-
-    def __init__(self, env: str) -> None:
-        self.env = env
-        self.running: dict[str, LiveApp] = {}
-        self.applies = 0
-
-    def live(self) -> Mapping[str, LiveApp]:
-        return dict(self.running)
-
-    def plan(self, desired: Sequence[DesiredApp], live: Mapping[str, LiveApp]) -> DeployPlan:
-        changes = []
-        for d in desired:
-            now = live.get(d.app)
-            kind = (
-                "create"
-                if now is None
-                else "unchanged"
-                if now.fingerprint == d.fingerprint
-                else "update"
-            )
-            changes.append(Change(kind, d.app, f"record {d.app}"))  # type: ignore[arg-type]
-        wanted = {d.app for d in desired}
-        changes += [Change("delete", app, f"record {app}") for app in sorted(set(live) - wanted)]
-        return DeployPlan(self.env, "local", tuple(desired), tuple(changes))
-
-    def apply(
-        self,
-        plan: DeployPlan,
-        *,
-        verify: Verify | None = None,
-        timeout: float = 120.0,
-        grace: float = 0.0,
-    ) -> ApplyResult:
-        self.applies += 1
-        desired = {d.app: d for d in plan.desired}
-        results = []
-        for ch in plan.changes:
-            if ch.kind == "delete":
-                self.running.pop(ch.app, None)
-                results.append(Deployed(ch.app, self.env, None, "pruned"))
-            elif ch.kind == "unchanged":
-                results.append(
-                    Deployed(ch.app, self.env, self.running[ch.app].release, "unchanged")
-                )
-            else:
-                d = desired[ch.app]
-                previous = self.running.get(ch.app)
-                endpoint = f"record://{self.env}/{ch.app}"
-                self.running[ch.app] = LiveApp(
-                    d.app, self.env, d.release, d.fingerprint, "blue", True, endpoint
-                )
-                results.append(
-                    Deployed(
-                        d.app,
-                        self.env,
-                        d.release,
-                        "deployed",
-                        "blue",
-                        endpoint,
-                        previous=previous.release if previous else None,
-                    )
-                )
-        return ApplyResult(self.env, "local", tuple(results))
-
-
-def recorded_gate(
-    repo: Repo, archive: Any, bundle: Bundle, stage: Stage, baseline: str | None
-) -> tuple[GateResult, bytes]:
-    result = GateResult(stage.env, True, (), 1.0, 1.0, 0.9)
-    report = json.dumps({"kind": "RecordedGate", "release": bundle.release_id, "stage": stage.env})
-    return result, report.encode()
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -216,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", type=int, default=300)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3, help="passes per changed-app count")
+    parser.add_argument("--out", default="reconcile.json", help="file under benchmarks/results")
     args = parser.parse_args()
     targets: dict[str, RecordingTarget] = {}
 
@@ -241,25 +161,33 @@ def main() -> None:
         archive = DirArchive(root / ".llmops" / "archive")
 
         def world(memo: bool = True) -> rec.ReconcileWorld:
+            """A new world: what ``llmops reconcile --once`` starts from."""
             return rec.ReconcileWorld(
                 archive=archive, target_factory=factory, gate=recorded_gate, use_memo=memo
             )
 
+        # the controller's world: kept from pass to pass (load cache, steady apps, ledger)
+        warm = world()
+
+        def warm_world(memo: bool = True) -> rec.ReconcileWorld:
+            warm.use_memo = memo
+            return warm
+
         options = rec.ReconcileOptions(model_url="http://127.0.0.1:9/v1")
         started = time.perf_counter()
-        seed(root, archive, options, world())
+        seed(root, archive, options, warm_world())
         converge = time.perf_counter() - started
         print(f"converged {args.apps} apps x 3 envs in {converge:.1f} s", flush=True)
         results["converge_s"] = converge
-        settle = rec.reconcile_pass(root, options, world())
+        settle = rec.reconcile_pass(root, options, warm_world())
         assert settle.noop, settle.work[:5]
 
-        def measure(label: str, memo: bool) -> None:
+        def measure(label: str, memo: bool, make: Any = world) -> None:
             times = []
             for _ in range(args.runs):
                 ledger = len(archive.entries())
                 t0 = time.perf_counter()
-                result = rec.reconcile_pass(root, options, world(memo))
+                result = rec.reconcile_pass(root, options, make(memo))
                 times.append(time.perf_counter() - t0)
                 assert result.noop and result.shortcut == memo, (result.work[:3], result.shortcut)
                 assert len(archive.entries()) == ledger
@@ -275,38 +203,52 @@ def main() -> None:
 
         measure("noop_pass_memo", True)
         measure("noop_pass_full_walk", False)
+        measure("noop_pass_warm_walk", False, warm_world)
         results["noop_pass_memo"]["target_s"] = 1.0
 
-        for round_, count in enumerate((0, 1, 10), start=1):
-            if count:
-                change(root, count, round_)
-            else:
-                git(
-                    root, "commit", "--quiet", "--allow-empty", "-m", "a commit that changes no app"
+        round_ = 0
+        for count in (0, 1, 10):
+            samples: list[dict[str, float]] = []
+            for _ in range(args.rounds):
+                round_ += 1
+                if count:
+                    change(root, count, round_)
+                else:
+                    git(root, "commit", "--quiet", "--allow-empty", "-m", "no app changes")
+                applies = sum(t.applies for t in targets.values())
+                promote_seconds[0] = 0.0
+                t0 = time.perf_counter()
+                result = rec.reconcile_pass(root, options, warm_world())
+                took = time.perf_counter() - t0
+                assert result.ok, result.to_json()
+                deployed = sum(1 for w in result.work if w.startswith("deployed"))
+                assert deployed == 3 * count, (deployed, count)
+                samples.append(
+                    {
+                        "pass_s": took,
+                        "in_promote_s": promote_seconds[0],
+                        "effects": len(result.work),
+                        "applies": sum(t.applies for t in targets.values()) - applies,
+                    }
                 )
-            applies = sum(t.applies for t in targets.values())
-            promote_seconds[0] = 0.0
-            t0 = time.perf_counter()
-            result = rec.reconcile_pass(root, options, world())
-            took = time.perf_counter() - t0
-            assert result.ok, result.to_json()
-            deployed = sum(1 for w in result.work if w.startswith("deployed"))
-            assert deployed == 3 * count, (deployed, count)
+                again = rec.reconcile_pass(root, options, warm_world())
+                assert again.noop and again.shortcut
+            median = statistics.median(s["pass_s"] for s in samples)
+            in_promote = statistics.median(s["in_promote_s"] for s in samples)
             results[f"changed_{count}"] = {
-                "pass_s": took,
-                "in_promote_s": promote_seconds[0],
-                "outside_promote_s": took - promote_seconds[0],
-                "effects": len(result.work),
-                "applies": sum(t.applies for t in targets.values()) - applies,
+                "pass_s": median,
+                "passes_s": [s["pass_s"] for s in samples],
+                "in_promote_s": in_promote,
+                "outside_promote_s": median - in_promote,
+                "effects": samples[-1]["effects"],
+                "applies": samples[-1]["applies"],
             }
             print(
-                f"{count:>2} changed apps: pass {took:.2f} s ({promote_seconds[0]:.2f} s in "
-                f"promote, {took - promote_seconds[0]:.2f} s outside), {len(result.work)} effects",
+                f"{count:>2} changed apps: pass {median:.2f} s median of {len(samples)} "
+                f"({in_promote:.2f} s in promote), {samples[-1]['effects']} effects",
                 flush=True,
             )
-            again = rec.reconcile_pass(root, options, world())
-            assert again.noop and again.shortcut
-    out = ROOT / "benchmarks" / "results" / "reconcile.json"
+    out = ROOT / "benchmarks" / "results" / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

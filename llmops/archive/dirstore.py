@@ -24,6 +24,7 @@ import json
 import os
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +98,13 @@ class DirArchive:
         self.root = root
         self.objects = root / "objects" / "sha256"
         self.ledger = root / "ledger"
+        # The entries read so far, by file name: ledger files are created once (``os.link``
+        # refuses to overwrite) and never rewritten, so a long-running reader (the
+        # controller) reads only the entries appended since its last call.
+        # ``verify`` always reads every file again.
+        self._known: list[LedgerEntry] = []
+        self._known_names: list[str] = []
+        self._known_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DirArchive({str(self.root)!r})"
@@ -154,10 +162,15 @@ class DirArchive:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def _entry_files(self) -> list[Path]:
-        if not self.ledger.is_dir():
+    def _entry_names(self) -> list[str]:
+        """The ledger's entry files in order (their names sort as their numbers)."""
+        try:
+            return sorted(n for n in os.listdir(self.ledger) if _ENTRY.match(n))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(p for p in self.ledger.iterdir() if _ENTRY.match(p.name))
+
+    def _entry_files(self) -> list[Path]:
+        return [self.ledger / n for n in self._entry_names()]
 
     def _read_entry(self, path: Path) -> LedgerEntry:
         try:
@@ -183,8 +196,8 @@ class DirArchive:
             if not self.has(digest):
                 raise ObjectMissing(f"evidence {name!r} names object {digest}, which is not archived")
         with self._locked():
-            files = self._entry_files()
-            last = self._read_entry(files[-1]) if files else None
+            names = self._entry_names()
+            last = self._read_entry(self.ledger / names[-1]) if names else None
             entry = seal(
                 LedgerEntry(
                     seq=(last.seq + 1) if last else 1,
@@ -212,7 +225,18 @@ class DirArchive:
             return entry
 
     def entries(self) -> list[LedgerEntry]:
-        return [self._read_entry(p) for p in self._entry_files()]
+        names = self._entry_names()
+        with self._known_lock:
+            count = len(self._known_names)
+            if count and names[:count] == self._known_names:
+                fresh = [self._read_entry(self.ledger / n) for n in names[count:]]
+                if not fresh or fresh[0].prev == self._known[-1].hash:
+                    self._known.extend(fresh)
+                    self._known_names = names
+                    return list(self._known)
+            entries = [self._read_entry(self.ledger / n) for n in names]
+            self._known, self._known_names = entries, names
+            return list(entries)
 
     def verify(self) -> VerifyReport:
         findings: list[Finding] = []

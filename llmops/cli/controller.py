@@ -217,13 +217,17 @@ def reconciler_pass(
     world = ReconcileWorld()
 
     def run(request: PassRequest) -> PassOutcome:
-        # The reconciler walks every app (it has no per-app filter): request.apps and
-        # request.exclude are advisory; it isolates a failing app by itself.
+        # Apps backing off (request.exclude) keep what runs and are retried on their own
+        # (request.apps) when their backoff ends; a lost lease stops the pass between
+        # two apps' steps.
+        world.should_stop = request.should_stop
         results = []
         for env in sorted(request.environments) if request.environments else [None]:
             if request.should_stop():
                 break
-            options = ReconcileOptions(env=env, model_url=model_url)
+            options = ReconcileOptions(
+                env=env, model_url=model_url, apps=request.apps, exclude=request.exclude
+            )
             results.append(reconcile_pass(root, options, world))
         return outcome_of(results)
 

@@ -121,3 +121,10 @@ class GitPushRejected(Retryable):
 
 class PullRequestExists(Permanent):
     """GitHub answered 422: an open pull request for this head branch already exists."""
+
+
+class Interrupted(LlmopsError):
+    """Work stopped between two steps because it was asked to (a lost lease, a shutdown);
+    what was done stays done, the rest is for the next run."""
+
+    exit_code = 2

@@ -48,6 +48,8 @@ class Context:
         self._real_dirs: dict[str, str] = {}
         self._root_str = str(self.root)
         self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
+        #: every file this run read or looked for (``llmops.manifests.incremental``)
+        self.touched: set[str] = set()
 
     def display(self, path: Path) -> str:
         try:
@@ -71,6 +73,7 @@ class Context:
     def read_text(self, path: Path, limit: int, what: str) -> str | None:
         """The file's text, or None after reporting why it cannot be used."""
         file = self.display(path)
+        self.touched.add(os.fspath(path))
         try:
             size = path.stat().st_size
             if size > limit:
@@ -139,6 +142,7 @@ class Context:
     ) -> Path | None:
         """Resolve a file a manifest references; report if missing or outside the repo."""
         target = base_dir / rel
+        self.touched.add(os.fspath(target))
         problem = None
         if not self.inside(target):
             problem = f"{what} {rel!r} resolves outside the repository (a symlink?)"

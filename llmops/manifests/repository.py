@@ -27,6 +27,7 @@ from llmops.domain.repo import (
     ValidationReport,
 )
 from llmops.manifests.appcheck import check_app
+from llmops.manifests.incremental import LoadCache
 from llmops.manifests.loader import Context, Parsed, yaml_files
 from llmops.manifests.templates import analyse
 from llmops.manifests.xref import (
@@ -56,7 +57,9 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def validate_repo(root: Path, prefix: str = "", *, parallel: bool = False) -> ValidationReport:
+def validate_repo(
+    root: Path, prefix: str = "", *, parallel: bool = False, cache: LoadCache | None = None
+) -> ValidationReport:
     """Load and check every manifest under ``root``.
 
     Raises ``SourceError`` only when ``root`` itself cannot be read; everything wrong
@@ -65,10 +68,12 @@ def validate_repo(root: Path, prefix: str = "", *, parallel: bool = False) -> Va
     for the CLI, not for a long-running process with threads.
     """
     with _collector_paused():
-        return _validate_repo(root, prefix, parallel)
+        return _validate_repo(root, prefix, parallel, cache)
 
 
-def _validate_repo(root: Path, prefix: str, parallel: bool) -> ValidationReport:
+def _validate_repo(
+    root: Path, prefix: str, parallel: bool, cache: LoadCache | None
+) -> ValidationReport:
     if not root.exists():
         raise SourceError(f"{root}: no such directory")
     if not root.is_dir():
@@ -92,7 +97,7 @@ def _validate_repo(root: Path, prefix: str, parallel: bool) -> ValidationReport:
     suite_index: dict[str, set[str]] = {}
     every_app_loaded = True
     any_suite_unloaded = False
-    for outcome in _outcomes(ctx, _app_dirs(ctx, manifests_dir), parallel):
+    for outcome in _outcomes(ctx, _app_dirs(ctx, manifests_dir), parallel, cache):
         ctx.diagnostics.extend(outcome.diagnostics)
         ctx.files += outcome.files
         # An app by its directory, even when broken: references to it are not "unknown".
@@ -179,6 +184,8 @@ class AppOutcome:
     suite_unloaded: bool
     #: ``source`` as plain data, for the trip from a worker process (see ``_pack``).
     packed: tuple[Any, ...] | None = None
+    #: every file the check read or looked for (``llmops.manifests.incremental``)
+    touched: tuple[str, ...] = ()
 
 
 def check_app_dir(root: Path, prefix: str, app_dir: Path, *, pack: bool = False) -> AppOutcome:
@@ -217,6 +224,7 @@ def check_app_dir(root: Path, prefix: str, app_dir: Path, *, pack: bool = False)
         loaded=parsed.model is not None,
         suite_unloaded=bool(unloaded),
         packed=packed,
+        touched=tuple(sorted(ctx.touched)),
     )
 
 
@@ -224,12 +232,26 @@ def check_app_dir(root: Path, prefix: str, app_dir: Path, *, pack: bool = False)
 PARALLEL_MIN_APPS = 100
 
 
-def _outcomes(ctx: Context, app_dirs: list[Path], parallel: bool) -> Iterator[AppOutcome]:
-    """Check each app directory, in order; in forked workers for a large repository.
+def _outcomes(
+    ctx: Context, app_dirs: list[Path], parallel: bool, cache: LoadCache | None = None
+) -> Iterator[AppOutcome]:
+    """Check each app directory, in order; in forked workers for a large repository;
+    with a ``cache``, in-process, reusing the outcome of every unchanged app.
 
     Workers send their findings back as plain data: the manifests' YAML data, validated
     again here, which costs a fraction of pickling pydantic models.
     """
+    if cache is not None:
+        cache.forget(app_dirs)
+        for app_dir in app_dirs:
+            yield cache.outcome(
+                ctx.root,
+                ctx.prefix,
+                app_dir,
+                lambda d=app_dir: check_app_dir(ctx.root, ctx.prefix, d),  # type: ignore[misc]
+                lambda outcome: outcome.touched,
+            )
+        return
     workers = min(os.cpu_count() or 1, 8)
     forkable = "fork" in multiprocessing.get_all_start_methods()
     if not (parallel and forkable and workers > 1 and len(app_dirs) >= PARALLEL_MIN_APPS):
@@ -302,9 +324,10 @@ def display_prefix(root: Path) -> str:
     return os.path.relpath(resolved, cwd) if resolved.anchor == cwd.anchor else str(resolved)
 
 
-def load_repo(root: Path, prefix: str | None = None) -> Repo:
-    """The validated repository at ``root``; ``ManifestInvalid`` carries every diagnostic."""
-    report = validate_repo(root, display_prefix(root) if prefix is None else prefix)
+def load_repo(root: Path, prefix: str | None = None, *, cache: LoadCache | None = None) -> Repo:
+    """The validated repository at ``root``; ``ManifestInvalid`` carries every diagnostic.
+    A ``cache`` kept between loads rechecks only the apps whose files changed."""
+    report = validate_repo(root, display_prefix(root) if prefix is None else prefix, cache=cache)
     if report.repo is None:
         count = len(report.errors)
         raise ManifestInvalid(

@@ -41,12 +41,13 @@ from llmops.archive.base import Archive
 from llmops.deploy.target import Target
 from llmops.domain.archive import LedgerEntry
 from llmops.domain.deploy import ApplyResult, DeployPlan, DesiredApp, LiveApp
-from llmops.domain.errors import LlmopsError, PromotionInFlight, Refused, UsageError
+from llmops.domain.errors import Interrupted, LlmopsError, PromotionInFlight, Refused, UsageError
 from llmops.domain.evals import GateResult
 from llmops.domain.models.environment import Environment
 from llmops.domain.models.environment import Target as TargetSpec
 from llmops.domain.models.pipeline import Stage
 from llmops.domain.repo import Repo
+from llmops.manifests.incremental import LoadCache
 from llmops.ops import deploy as dep
 from llmops.ops.evidence import record_gate_evidence
 from llmops.ops.promote import World as PromoteWorld
@@ -69,7 +70,7 @@ from llmops.reconcile.gate import run_gate
 from llmops.reconcile.heads import HeadCache, app_key
 from llmops.reconcile.localgit import LocalGit, has_remote
 from llmops.reconcile.promotion import Promoted, promote_now, soak_waived
-from llmops.reconcile.result import AppResult, PassResult, StageResult, StepOutcome
+from llmops.reconcile.result import AppResult, Condition, PassResult, StageResult, StepOutcome
 from llmops.reconcile.runner import AppWork
 from llmops.reconcile.steps import PREPARE, StageCtx
 from llmops.releases.bundle import Bundle, build_bundle
@@ -117,6 +118,14 @@ class ReconcileOptions:
     timeout: float = 120.0
     grace: float = 0.0
     remote: str = "origin"
+    #: only these apps (None: every app), and never these (the controller's backoff):
+    #: an app left out keeps what runs and its pins; a pass that left one out settles
+    #: nothing (no memo)
+    apps: frozenset[str] | None = None
+    exclude: frozenset[str] = frozenset()
+
+    def wants(self, app: str) -> bool:
+        return app not in self.exclude and (self.apps is None or app in self.apps)
 
     def key(self) -> str:
         """What the memo must match: options that change the desired state."""
@@ -140,6 +149,28 @@ class ReconcileWorld:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     use_memo: bool = True
     targets: dict[str, Target] = field(default_factory=dict)
+    #: true when the pass must end early (a lost lease, a shutdown): checked before each
+    #: app's steps and each promotion; the pass then raises ``Interrupted``
+    should_stop: Callable[[], bool] = lambda: False
+    #: the checks of unchanged apps, reused by every load of this world's passes
+    load_cache: LoadCache = field(default_factory=LoadCache)
+    #: the archive each configuration names, kept so its ledger is read incrementally
+    archives: dict[str, Archive] = field(default_factory=dict)
+    #: (env, app) -> (inputs key, conditions, DesiredApp) of an app that ran as desired
+    #: at the end of its prepare steps: the same inputs give the same answer
+    steady: dict[tuple[str, str], tuple[str, dict[str, Condition], DesiredApp]] = field(
+        default_factory=dict
+    )
+
+    def archive_of(self, repo: Repo) -> Archive:
+        """The archive ``repo``'s pipelines name, the same object pass after pass."""
+        key = json.dumps(
+            [repo.root, *(p.pipeline.spec.archive.model_dump_json() for p in repo.pipelines.values())]
+        )
+        found = self.archives.get(key)
+        if found is None:
+            found = self.archives[key] = archive_for(repo)
+        return found
 
     def target(self, env: str, spec: TargetSpec, archive: Archive, state_root: Path) -> Target:
         key = f"{env} {spec.model_dump_json()}"
@@ -172,8 +203,8 @@ def reconcile_pass(
             return _finish(quick, clock)
     from llmops.manifests.repository import load_repo
 
-    repo = load_repo(root, prefix="")
-    archive = world.archive or archive_for(repo)
+    repo = load_repo(root, prefix="", cache=world.load_cache)
+    archive = world.archive or world.archive_of(repo)
     run = _Pass(root, repo, archive, options, world, git)
     try:
         run.run()
@@ -181,9 +212,11 @@ def reconcile_pass(
         if not options.dry_run:
             run.head_cache.save()
     settled = run.settled()
+    # a pass with no effect committed nothing: HEAD and the work tree are as they were
+    final = _clean_commit(root) if run.work else commit
     result = PassResult(
         root=str(root),
-        commit=_clean_commit(root) or commit,
+        commit=final or commit,
         dry_run=options.dry_run,
         started=iso(started),
         duration_s=0.0,
@@ -194,7 +227,7 @@ def reconcile_pass(
     )
     if use_memo:
         if settled:
-            run.save_memo(memo_path, options)
+            run.save_memo(memo_path, options, final)
         else:
             m.forget(memo_path)
     return _finish(result, clock)
@@ -340,6 +373,8 @@ class _Pass:
         self._pulls: PullRequests | None = None
         self._by_app: dict[str, list[LedgerEntry]] | None = None
         self.head_cache = HeadCache(root / HEADS_PATH)
+        #: apps this pass left alone (``ReconcileOptions.apps``/``exclude``)
+        self.skipped: set[str] = set()
 
     # facts -------------------------------------------------------------------
     @property
@@ -412,7 +447,7 @@ class _Pass:
         return found
 
     def _head_release(self, app: str) -> str | None:
-        key = app_key(Path(self.repo.root), app)
+        key = app_key(Path(self.repo.root), app, self.world.load_cache.digests.get(app))
         known = self.head_cache.get(app, key)
         if known is not None:
             return known
@@ -446,11 +481,16 @@ class _Pass:
         return found
 
     def work_for(self, env: str, app: str) -> AppWork:
-        return self.works.setdefault(env, {}).setdefault(app, AppWork(app, env))
+        works = self.works.setdefault(env, {})
+        found = works.get(app)
+        if found is None:
+            found = works[app] = AppWork(app, env)
+        return found
 
     def settled(self) -> bool:
         return (
             not self.failed
+            and not self.skipped
             and not self.options.dry_run
             and all(
                 s.error is None
@@ -511,7 +551,7 @@ class _Pass:
     def reload(self) -> None:
         from llmops.manifests.repository import load_repo
 
-        self.repo = load_repo(self.root, prefix="")
+        self.repo = load_repo(self.root, prefix="", cache=self.world.load_cache)
         self._desired.clear()
 
     @property
@@ -555,8 +595,9 @@ class _Pass:
     # promotion into a stage ------------------------------------------------------
     def promote_into(self, previous: Stage, stage: Stage) -> None:
         for app in sorted(self.repo.apps):
-            if self.desired(previous).get(app) is None:
+            if self.desired(previous).get(app) is None or not self._wanted(app):
                 continue
+            self._check_stop()
             work = self.work_for(stage.env, app)
             try:
                 self._promote_one(previous, stage, app, work)
@@ -761,7 +802,13 @@ class _Pass:
         self.targets[env] = (spec, target)
         desired = self.desired(stage)
         ctx = StageCtx(self, stages, k, environment, live)
-        for app in sorted(set(desired) | set(live) | set(self.works.get(env, {}))):
+        inputs = self._stage_inputs(stages, k, environment)
+        every = set(desired) | set(live) | set(self.works.get(env, {}))
+        for gone in [s for s in self.world.steady if s[0] == env and s[1] not in every]:
+            del self.world.steady[gone]
+        left_alone = {app for app in every if not self._wanted(app)}
+        for app in sorted(every - left_alone):
+            self._check_stop()
             work = self.work_for(env, app)
             work.desired = desired.get(app)
             one = live.get(app)
@@ -769,10 +816,11 @@ class _Pass:
                 work.live, work.live_ready, work.endpoint = one.release, one.ready, one.endpoint
                 work.facts["live"] = one
             if work.desired is not None:
-                PREPARE.run(ctx, work)
+                self._prepare(ctx, work, inputs)
         works = list(self.works.get(env, {}).values())
         ready = {w.app: w.facts["desired"] for w in works if "desired" in w.facts}
         blocked = {w.app for w in works if w.desired is not None and "desired" not in w.facts}
+        blocked |= left_alone  # what runs for an app left alone stays as it is
         plan = without_apps(target.plan(list(ready.values()), live), blocked)
         plan, corrected, reported = apply_drift_policy(
             plan, live, ready, environment.spec.drift_policy
@@ -798,6 +846,71 @@ class _Pass:
                 len(changed),
             )
         )
+
+    def _wanted(self, app: str) -> bool:
+        if self.options.wants(app):
+            return True
+        self.skipped.add(app)
+        return False
+
+    def _check_stop(self) -> None:
+        if self.world.should_stop():
+            raise Interrupted("the pass was stopped before it ended; the next pass goes on")
+
+    def _stage_inputs(self, stages: list[Stage], k: int, environment: Environment) -> str:
+        """Everything of a stage an app's prepare steps read, but the pins."""
+        return json.dumps(
+            [
+                self.options.key(),
+                [s.model_dump_json() for s in stages[: k + 1]],
+                environment.model_dump_json(exclude={"spec": {"releases"}}),
+            ]
+        )
+
+    def _prepare(self, ctx: StageCtx, work: AppWork, inputs: str) -> None:
+        """The prepare steps of one app, or their answer of an earlier pass when nothing
+        they read changed: the stage, the release, the work tree's release, the app's
+        ledger entries and what runs. Only an app that runs as desired, ready and
+        undrifted, is remembered, so a remembered answer never hides work."""
+        import hashlib
+
+        one: LiveApp | None = work.facts.get("live")
+        entries = self.of(work.app)
+        head = self.head_release(work.app) if ctx.stage.source == "head" else None
+        key = hashlib.sha256(
+            json.dumps(
+                [
+                    inputs,
+                    work.desired,
+                    head,
+                    len(entries),
+                    entries[-1].hash if entries else "",
+                    [one.release, one.fingerprint, one.ready, one.drift, one.endpoint, one.colour]
+                    if one is not None
+                    else None,
+                ]
+            ).encode()
+        ).hexdigest()
+        slot = (work.env, work.app)
+        known = self.world.steady.get(slot)
+        if known is not None and known[0] == key:
+            work.conditions.update(known[1])
+            work.facts["desired"] = known[2]
+            return
+        self.world.steady.pop(slot, None)
+        PREPARE.run(ctx, work)
+        wanted: DesiredApp | None = work.facts.get("desired")
+        if (
+            not self.options.dry_run
+            and not work.steps
+            and not work.stopped
+            and wanted is not None
+            and one is not None
+            and one.ready
+            and not one.drift
+            and one.fingerprint == wanted.fingerprint
+        ):
+            self.world.steady[slot] = (key, dict(work.conditions), wanted)
 
     def _apply(
         self, ctx: StageCtx, target: Target, plan: DeployPlan, ready: Mapping[str, DesiredApp]
@@ -993,8 +1106,7 @@ class _Pass:
             self.set_pin(env, app, target)
 
     # memo ------------------------------------------------------------------------
-    def save_memo(self, path: Path, options: ReconcileOptions) -> None:
-        commit = _clean_commit(self.root)
+    def save_memo(self, path: Path, options: ReconcileOptions, commit: str | None) -> None:
         if commit is None:
             m.forget(path)
             return

@@ -16,28 +16,18 @@ import os
 from pathlib import Path
 
 import llmops
+from llmops.manifests.incremental import tree_digest
 from llmops.releases.bundle import BUNDLE_SCHEMA_VERSION
 
 
-def app_key(repo_root: Path, app: str) -> str:
+def app_key(repo_root: Path, app: str, tree: str | None = None) -> str:
     """A hash of every file under ``manifests/<app>/`` (names and bytes) and of the code
-    that turns them into a bundle."""
-    digest = hashlib.sha256(f"{llmops.__version__}\0{BUNDLE_SCHEMA_VERSION}\0".encode())
-    base = os.path.join(repo_root, "manifests", app)
-    found: list[tuple[str, str]] = []
-    for folder, dirs, files in os.walk(base):
-        dirs.sort()
-        rel = os.path.relpath(folder, base)
-        for name in files:
-            found.append((name if rel == "." else f"{rel}/{name}", os.path.join(folder, name)))
-    for rel, path in sorted(found):
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except OSError:
-            data = b"\xff unreadable"
-        digest.update(rel.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
-    return digest.hexdigest()
+    that turns them into a bundle; ``tree`` is that directory's ``tree_digest`` when the
+    load already computed it."""
+    if tree is None:
+        tree = tree_digest(os.path.join(repo_root, "manifests", app))
+    text = f"{llmops.__version__}\0{BUNDLE_SCHEMA_VERSION}\0{tree}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class HeadCache:

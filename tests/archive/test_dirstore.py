@@ -130,3 +130,29 @@ def test_verify_refuses_a_path_that_is_no_archive(
         main(["archive", "verify", "--path", str(root), "--archive", str(tmp_path / "typo")])
     assert exit_info.value.code == 2
     assert "no archive at" in capsys.readouterr().err
+
+
+def test_entries_read_again_see_what_another_writer_appended(tmp_path: Path) -> None:
+    reader = DirArchive(tmp_path / "a")
+    writer = DirArchive(tmp_path / "a")
+    first = writer.append("released", "bot", release="bot@sha256:" + "1" * 64)
+    assert [e.hash for e in reader.entries()] == [first.hash]
+    second = writer.append("deployed", "bot", release="bot@sha256:" + "1" * 64, env="dev")
+    third = writer.append("deployed", "sum", release="sum@sha256:" + "2" * 64, env="dev")
+    seen = reader.entries()
+    assert [e.hash for e in seen] == [first.hash, second.hash, third.hash]
+    seen.clear()  # a caller's list is its own
+    assert len(reader.entries()) == 3
+
+
+def test_entries_follow_a_ledger_replaced_under_the_reader(tmp_path: Path) -> None:
+    reader = DirArchive(tmp_path / "a")
+    DirArchive(tmp_path / "a").append("released", "bot", release="bot@sha256:" + "1" * 64)
+    assert len(reader.entries()) == 1
+    # the ledger is replaced by another one (a restore from backup): names no longer match
+    for path in (tmp_path / "a" / "ledger").iterdir():
+        path.unlink()
+    other = DirArchive(tmp_path / "a")
+    for app in ("x", "y"):
+        other.append("released", app, release=f"{app}@sha256:" + "3" * 64)
+    assert [e.app for e in reader.entries()] == ["x", "y"]
