@@ -7,9 +7,11 @@
 #   llmops build APP --base-image llmops-test/python:3.11-bookworm --python 3.11
 #
 # EXTRA_PACKAGES (space-separated Debian packages) adds packages, e.g. git for the
-# controller image, which must have it:
+# controller image, which must have it, and ca-certificates for its https:// clones (the
+# bundle /etc/ssl/certs/ca-certificates.crt is made here, as the package's own script
+# would on an installed system):
 #
-#   EXTRA_PACKAGES=git scripts/make-base-image.sh llmops-test/python-git:3.11-bookworm
+#   EXTRA_PACKAGES="git ca-certificates" scripts/make-base-image.sh llmops-test/python-git:3.11-bookworm
 #   llmops build --controller --base-image llmops-test/python-git:3.11-bookworm
 #
 # Such an image is also labelled llmops.dev/base-extra-packages="<the packages>".
@@ -57,6 +59,18 @@ rootfs="$work/rootfs"
 for deb in "$work"/debs/*.deb; do
   dpkg-deb -x "$deb" "$rootfs"
 done
+
+# ca-certificates ships the certificates; update-ca-certificates (its postinst, not run
+# by dpkg-deb -x) would concatenate them into the bundle git, curl and OpenSSL read
+if [ -d "$rootfs/usr/share/ca-certificates" ]; then
+  mkdir -p "$rootfs/etc/ssl/certs"
+  find "$rootfs/usr/share/ca-certificates" -name '*.crt' -type f -print0 | sort -z |
+    xargs -0 -r cat >"$rootfs/etc/ssl/certs/ca-certificates.crt"
+  if [ ! -s "$rootfs/etc/ssl/certs/ca-certificates.crt" ]; then
+    echo "make-base-image: ca-certificates was unpacked but holds no certificate" >&2
+    exit 1
+  fi
+fi
 
 # users: root and the unprivileged user the llmops images run as (10001)
 cat >"$rootfs/etc/passwd" <<'PASSWD'

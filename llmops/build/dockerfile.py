@@ -113,7 +113,7 @@ ENTRYPOINT ["llmops", "controller"]
 #: what the controller image's git check prints when the base image has no git
 GIT_MISSING = (
     "llmops controller: the base image has no git; use one with git "
-    "(EXTRA_PACKAGES=git scripts/make-base-image.sh TAG)"
+    "(EXTRA_PACKAGES='git ca-certificates' scripts/make-base-image.sh TAG)"
 )
 
 
@@ -121,7 +121,7 @@ def git_missing_message(base_image: str) -> str:
     """The hint ``llmops build --controller`` adds when the git check fails."""
     return (
         f"the base image {base_image} has no git (the controller clones its repository "
-        "with it): make one with EXTRA_PACKAGES=git scripts/make-base-image.sh TAG and "
+        "with it): make one with EXTRA_PACKAGES='git ca-certificates' scripts/make-base-image.sh TAG and "
         "pass --base-image TAG"
     )
 

@@ -74,7 +74,7 @@ def build(
 
     With --controller (and no APP) it builds the image of `llmops controller` from the same
     wheel layers, with no release; the base image must have git (make one with
-    EXTRA_PACKAGES=git scripts/make-base-image.sh TAG).
+    EXTRA_PACKAGES='git ca-certificates' scripts/make-base-image.sh TAG).
     """
     from llmops import api
 

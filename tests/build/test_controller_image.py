@@ -31,6 +31,13 @@ from llmops.ops.build import CONTROLLER_IMAGE, ControllerResult, build_controlle
 TAG_RE = re.compile(rf"^{re.escape(llmops.__version__)}-[0-9a-f]{{12}}$")
 
 
+#: how many certificates the system bundle holds (git and OpenSSL read this file)
+CA_BUNDLE_CHECK = (
+    "import ssl; c = ssl.create_default_context(cafile='/etc/ssl/certs/ca-certificates.crt'); "
+    "print(len(c.get_ca_certs()))"
+)
+
+
 def _run(image: str, entrypoint: list[str] | None, command: list[str] | None = None) -> str:
     """Run ``image`` as the manifests do (user 10001, read-only root, /tmp writable);
     ``entrypoint`` None keeps the image's."""
@@ -61,7 +68,7 @@ def test_the_wheel_layers_are_those_of_app_images_and_git_is_checked() -> None:
     shared = lines[1:end]
     assert any("pip install --no-index --no-deps /dist/*.whl" in line for line in shared)
     assert controller.splitlines()[1 : len(shared) + 1] == shared
-    assert "RUN command -v git" in controller and "EXTRA_PACKAGES=git" in controller
+    assert "RUN command -v git" in controller and "git ca-certificates" in controller
     assert 'ENTRYPOINT ["llmops", "controller"]' in controller
     assert "USER 10001:10001" in controller and "release.json" not in controller
 
@@ -114,6 +121,9 @@ def test_the_controller_image_has_llmops_and_git_and_prints_manifests(
 
     assert f"version {llmops.__version__}" in _run(image, ["llmops", "--version"])
     assert _run(image, ["git", "--version"]).startswith("git version ")
+    # https:// clones verify the server against the bundle git reads by default
+    bundle = _run(image, ["python3", "-c", CA_BUNDLE_CHECK])
+    assert int(bundle) > 50, bundle
     # the default entrypoint is `llmops controller`
     assert "--lease-name" in _run(image, None, ["--help"])
     text = _run(
@@ -147,5 +157,5 @@ def test_a_base_image_without_git_fails_at_the_git_check_naming_the_fix(
     assert "the image build failed at step" in proc.stderr
     assert "command -v git" in proc.stderr
     assert f"the base image {base_image} has no git" in proc.stderr
-    assert "EXTRA_PACKAGES=git scripts/make-base-image.sh" in proc.stderr
+    assert "EXTRA_PACKAGES='git ca-certificates' scripts/make-base-image.sh" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -7,8 +7,8 @@ model where containers can reach it. Loaded as the pytest plugin ``support.docke
   ``scripts/make-base-image.sh`` (Debian's python3 from apt, ``docker import``), reused
   while its ``llmops.dev/base-recipe`` label matches the script's hash.
 - ``base_image_git`` (session): ``llmops-test/python-git:3.11-bookworm``, the same with
-  Debian's ``git`` added (``EXTRA_PACKAGES=git``), for the controller image; reused the
-  same way (recipe label plus ``llmops.dev/base-extra-packages=git``).
+  Debian's ``git`` and ``ca-certificates`` added (``EXTRA_PACKAGES``), for the controller
+  image; reused the same way (recipe label plus ``llmops.dev/base-extra-packages``).
 - ``registry`` (session): ``127.0.0.1:5000``. When nothing answers there, Debian's
   ``docker-registry`` is started with filesystem storage in a temporary directory and
   stopped at the end (only if this session started it). The engine allows plain HTTP
@@ -46,6 +46,8 @@ BASE_RECIPE_LABEL = "llmops.dev/base-recipe"
 REGISTRY = "127.0.0.1:5000"
 BASE_IMAGE_GIT = "llmops-test/python-git:3.11-bookworm"
 BASE_EXTRA_LABEL = "llmops.dev/base-extra-packages"
+#: what the controller's base adds: git to clone, CA certificates for https:// remotes
+BASE_EXTRA_PACKAGES = "git ca-certificates"
 
 
 def need(reason: str) -> NoReturn:
@@ -98,7 +100,7 @@ def base_image_git(docker_engine: DockerEngine) -> str:
     if (
         found is not None
         and found.labels.get(BASE_RECIPE_LABEL) == recipe_version()
-        and found.labels.get(BASE_EXTRA_LABEL) == "git"
+        and found.labels.get(BASE_EXTRA_LABEL) == BASE_EXTRA_PACKAGES
     ):
         return BASE_IMAGE_GIT
     missing = [tool for tool in ("apt-get", "dpkg-deb", "ldconfig", "docker") if not shutil.which(tool)]
@@ -110,7 +112,7 @@ def base_image_git(docker_engine: DockerEngine) -> str:
         text=True,
         timeout=900,
         check=False,
-        env={**os.environ, "EXTRA_PACKAGES": "git"},
+        env={**os.environ, "EXTRA_PACKAGES": BASE_EXTRA_PACKAGES},
     )
     if proc.returncode != 0:
         pytest.fail(f"{BASE_SCRIPT.name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
