@@ -1,13 +1,19 @@
-"""OpenAI client overhead (issue: lean model client).
+"""OpenAI client overhead (issues: lean model client; lean pooled HTTP/1.1 client).
 
 1,000 ``OpenAIClient.complete()`` calls at concurrency 50 against the stub model in a
 separate process (``python -m llmops stub-model --latency-ms 50``), side by side with the
-same calls made through a bare ``aiohttp.ClientSession`` (build the body, POST it, read
-the reply, ``json.loads`` it: no retries, no error mapping, no wire checks). Reports CPU
-ms per request (this process's CPU time / requests) and wall time for each, and the
-ratio; target: the client within ~20% of raw aiohttp's CPU per request.
+same calls made through the two transports bare (build the body, POST it, read the
+reply, ``json.loads`` it: no retries, no error mapping, no wire checks):
 
-The client row has no pricer: that is the client's own cost. A third row adds the
+  - ``raw http1 client``: llmops' own transport (``llmops.adapters.http1.HttpClient``),
+    which OpenAIClient runs on;
+  - ``raw aiohttp session``: a bare ``aiohttp.ClientSession``, which it ran on before.
+
+Reports CPU ms per request (this process's CPU time / requests) and wall time for each,
+and the ratios. Targets: OpenAIClient within ~20% of its raw transport, and well under
+raw aiohttp (an eval case may spend ≤ 0.5 ms of CPU in all, benchmarks/bench_eval.py).
+
+The client row has no pricer: that is the client's own cost. Another row adds the
 ``PriceTable`` that ``llmops eval`` passes as the pricer (llmops.runtime.pricing), which is
 what an eval case pays in all.
 
@@ -16,7 +22,7 @@ connection set-up is included. Rounds alternate between the rows and a warm-up r
 each (imports, the TLS context) is not counted; the median and best round are reported.
 The event loop is uvloop when installed, as ``llmops eval`` and ``llmops serve`` run it
 (``--loop asyncio`` for the standard loop). ``--with-httpx`` adds a bare
-``httpx.AsyncClient`` row, the client this one replaced, for reference.
+``httpx.AsyncClient`` row, the client before aiohttp, for reference.
 
 Writes benchmarks/results/client.json.
 """
@@ -162,6 +168,36 @@ async def run_raw_aiohttp(url: str, requests: int, concurrency: int) -> int:
         return await drive(call, requests, concurrency)
 
 
+async def run_raw_http1(url: str, requests: int, concurrency: int) -> int:
+    """The same calls through llmops' bare HTTP/1.1 transport: OpenAIClient's floor."""
+    from llmops.adapters.http1 import HttpClient, header_lines
+
+    http = HttpClient(
+        max_connections=concurrency, headers={"Content-Type": "application/json"}, proxies={}
+    )
+    endpoint = http.endpoint(f"{url}/chat/completions")
+    headers = header_lines({"Authorization": f"Bearer {KEY}"})
+    try:
+
+        async def call(i: int) -> str:
+            request = request_for(url, i)
+            body = {**request.params, "model": request.model}
+            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+            r = await http.request(
+                endpoint, b"POST", json.dumps(body).encode(), headers,
+                timeout=request.timeout_seconds,
+            )
+            data = json.loads(r.body)
+            if r.status != 200:
+                raise RuntimeError(f"{r.status}: {data}")
+            content: str = data["choices"][0]["message"]["content"]
+            return content
+
+        return await drive(call, requests, concurrency)
+    finally:
+        await http.aclose()
+
+
 async def run_raw_httpx(url: str, requests: int, concurrency: int) -> int:
     """The same calls through a bare httpx client (what OpenAIClient used before)."""
     import httpx
@@ -189,6 +225,7 @@ async def run_raw_httpx(url: str, requests: int, concurrency: int) -> int:
 
 RUNNERS: dict[str, Callable[[str, int, int], Coroutine[Any, Any, int]]] = {
     "OpenAIClient": run_client,
+    "raw http1 client": run_raw_http1,
     "raw aiohttp session": run_raw_aiohttp,
     "OpenAIClient + PriceTable": run_client_priced,
     "raw httpx client (reference)": run_raw_httpx,
@@ -244,7 +281,7 @@ def main() -> None:
             import uvloop  # noqa: F401
         except ImportError:
             args.loop = "asyncio"
-    names = list(RUNNERS)[:3] + (list(RUNNERS)[3:] if args.with_httpx else [])
+    names = list(RUNNERS)[:4] + (list(RUNNERS)[4:] if args.with_httpx else [])
     stub, url = start_stub(args.latency_ms)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     try:
@@ -258,9 +295,13 @@ def main() -> None:
         stub.wait(10)
     floor = args.requests / args.concurrency * args.latency_ms / 1000
     results = {name: summary(rounds[name]) for name in names}
-    raw_cpu = results["raw aiohttp session"]["cpu_ms_per_request"]
-    ratio = results["OpenAIClient"]["cpu_ms_per_request"] / raw_cpu
-    priced_ratio = results["OpenAIClient + PriceTable"]["cpu_ms_per_request"] / raw_cpu
+    client_cpu = results["OpenAIClient"]["cpu_ms_per_request"]
+    http1_cpu = results["raw http1 client"]["cpu_ms_per_request"]
+    aiohttp_cpu = results["raw aiohttp session"]["cpu_ms_per_request"]
+    ratio = client_cpu / http1_cpu
+    vs_aiohttp = client_cpu / aiohttp_cpu
+    transports = http1_cpu / aiohttp_cpu
+    priced_ratio = results["OpenAIClient + PriceTable"]["cpu_ms_per_request"] / http1_cpu
     print(
         f"{args.requests} requests, concurrency {args.concurrency}, stub at "
         f"{args.latency_ms:g} ms (wall floor {floor:.2f}s), {args.loop} loop, "
@@ -273,8 +314,10 @@ def main() -> None:
             f"{name:32}{row['cpu_ms_per_request']:>16.3f}{row['cpu_ms_per_request_best']:>9.3f}"
             f"{row['wall_s']:>9.3f}{row['wall_s_best']:>9.3f}"
         )
-    print(f"OpenAIClient / raw aiohttp CPU: {ratio:.2f}x (target ≤ 1.2x)")
-    print(f"OpenAIClient + PriceTable / raw aiohttp CPU: {priced_ratio:.2f}x")
+    print(f"OpenAIClient / raw http1 CPU: {ratio:.2f}x (target ≤ 1.2x)")
+    print(f"OpenAIClient + PriceTable / raw http1 CPU: {priced_ratio:.2f}x")
+    print(f"OpenAIClient / raw aiohttp CPU: {vs_aiohttp:.2f}x")
+    print(f"raw http1 / raw aiohttp CPU: {transports:.2f}x")
     out = HERE / "results" / "client.json"
     out.parent.mkdir(exist_ok=True)
     import aiohttp
@@ -290,9 +333,11 @@ def main() -> None:
                 "floor_s": floor,
                 "python": platform.python_version(),
                 "aiohttp": aiohttp.__version__,
-                "client_over_raw_cpu": round(ratio, 3),
-                "target_client_over_raw_cpu": 1.2,
-                "client_with_price_table_over_raw_cpu": round(priced_ratio, 3),
+                "client_over_raw_http1_cpu": round(ratio, 3),
+                "target_client_over_raw_http1_cpu": 1.2,
+                "client_with_price_table_over_raw_http1_cpu": round(priced_ratio, 3),
+                "client_over_raw_aiohttp_cpu": round(vs_aiohttp, 3),
+                "raw_http1_over_raw_aiohttp_cpu": round(transports, 3),
                 "results": results,
             },
             indent=2,

@@ -2,16 +2,17 @@
 
 :class:`OpenAIClient` implements ``llmops.runtime.provider.ModelProvider`` for any server
 that speaks the OpenAI chat-completions API (OpenAI, vLLM, Ollama, llama.cpp, the llmops
-stub), on aiohttp: a gateway or an eval run spends well under a millisecond of CPU per
-call here, where httpx's pool cost ~10 ms at 50 concurrent calls
-(``benchmarks/bench_client.py``).
+stub), on llmops' own HTTP/1.1 transport (:mod:`llmops.adapters.http1`): an eval case or
+a gateway request spends a fraction of the CPU here that aiohttp's client session costs
+(``benchmarks/bench_client.py`` compares them side by side).
 
-Sessions and event loops: an ``aiohttp.ClientSession`` belongs to the loop it was made
-in, so the client opens one pooled session (keep-alive, ``max_connections``) per event
-loop, lazily, on that loop's first call. ``aclose()`` closes them all. A session whose
-loop ends first (``asyncio.run`` returns, an ``asyncio.Runner`` closes) is closed as the
-loop shuts down its async generators, so a client reused across ``asyncio.run`` calls
-works and leaks nothing. After ``aclose()`` the client refuses new calls.
+Pools and event loops: the transport keeps one pool of keep-alive connections per event
+loop and per origin (at most ``max_connections`` each), opened lazily on that loop's
+first call; ``aclose()`` closes them all. The pools of a loop that ends first
+(``asyncio.run`` returns, an ``asyncio.Runner`` closes) are closed as the loop shuts down
+its async generators, so a client reused across ``asyncio.run`` calls works and leaks
+nothing. After ``aclose()`` the client refuses new calls. A pooled connection the server
+closed while idle is replaced and the request re-sent once, before any reply byte.
 
 Retries: 408, 409, 429, 500, 502, 503, 504 (and 529), timeouts, connection errors and
 malformed replies are retried up to ``max_retries`` times with exponential backoff and
@@ -22,35 +23,39 @@ in the ``Authorization`` header: it is never logged, never stored on the client 
 scrubbed from every message and from the exceptions chained to ours.
 
 Proxies: like httpx before it, the client honours ``HTTP_PROXY``/``HTTPS_PROXY``/
-``ALL_PROXY`` and ``NO_PROXY`` as they are when it is built (HTTP proxies; credentials in
-the proxy URL are sent as proxy basic auth). ``~/.netrc`` is not read.
+``ALL_PROXY`` and ``NO_PROXY`` as they are when it is built (HTTP proxies: plain-http
+calls are sent to the proxy, https ones tunnel through it with ``CONNECT``; credentials
+in the proxy URL are sent as proxy basic auth). ``~/.netrc`` is not read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import functools
 import http
 import json
 import logging
-import math
-import os
 import random
 import re
 import ssl
 import time
-import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-import aiohttp
-from yarl import URL
-
 from llmops import __version__
+from llmops.adapters.http1 import (
+    ConnectFailed,
+    Endpoint,
+    Headers,
+    HttpClient,
+    HttpError,
+    HttpTimeout,
+    InvalidURL,
+    ProxyRefused,
+    StreamResponse,
+    default_ssl_context,
+)
 from llmops.adapters.openai_wire import (
     Chunk,
     Reply,
@@ -67,6 +72,8 @@ from llmops.adapters.sse import LineSplitter, LineTooLong, SSEDecoder
 from llmops.domain.chat import ChatRequest, ChatResponse, Usage
 from llmops.domain.errors import Permanent, Retryable
 
+__all__ = ["ChatStream", "OpenAIClient", "Pricer", "default_ssl_context"]
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -80,7 +87,7 @@ _HINTS = {
     404: "check spec.model.baseUrl and the model name",
 }
 
-#: Endpoints remembered per client (parsed URL, proxy); more distinct ones clear the memo.
+#: Endpoints remembered per client (resolved URL, proxy); more distinct ones clear the memo.
 _MAX_TARGETS = 256
 
 #: The JSON httpx sent: compact, UTF-8, no NaN; one encoder for every call.
@@ -88,35 +95,9 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=Fa
 
 _USERINFO = re.compile(r"(?<=//)[^/?#]*@")  # user:password@ (up to the last @)
 
-
-@functools.cache
-def default_ssl_context() -> ssl.SSLContext:
-    """The default TLS context, built once per process as httpx builds it: the CAs of
-    ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set, else certifi's bundle (else the
-    system store). Building one takes a noticeable fraction of a second."""
-    if os.environ.get("SSL_CERT_FILE"):
-        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
-    if os.environ.get("SSL_CERT_DIR"):
-        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
-    try:
-        import certifi
-    except ImportError:  # pragma: no cover - certifi comes with httpx
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-@functools.lru_cache(maxsize=64)
-def _whole_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """Connect, send and read the whole reply within ``seconds`` (not rounded up)."""
-    return aiohttp.ClientTimeout(total=seconds, ceil_threshold=math.inf)
-
-
-@functools.lru_cache(maxsize=64)
-def _stream_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """Wait at most ``seconds`` for a connection and for each piece of data."""
-    return aiohttp.ClientTimeout(
-        total=None, connect=seconds, sock_read=seconds, ceil_threshold=math.inf
-    )
+#: How long a finished stream may take to send the end of its body (after ``[DONE]``)
+#: for its connection to be reused; past that the connection is closed instead.
+_STREAM_END_GRACE = 0.25
 
 
 class _Transient(Exception):
@@ -134,16 +115,11 @@ class _Transient(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """One endpoint, resolved once: the URL aiohttp is given, how messages name the
-    call (``POST <url>`` without credentials) and the proxy from the environment, with its
-    credentials: on the CONNECT request for https (``proxy_headers``), on the request
-    itself for plain http (``forward_headers``)."""
+    """One endpoint, resolved once: where the transport sends it (proxy included), and how
+    messages name the call (``POST <url>`` without credentials)."""
 
-    url: URL
+    endpoint: Endpoint
     what: str
-    proxy: URL | None = None
-    proxy_headers: Mapping[str, str] | None = None
-    forward_headers: Mapping[str, str] | None = None
 
 
 class ChatStream:
@@ -188,6 +164,7 @@ class OpenAIClient:
     ``pricer`` turns token counts into USD (pass ``llmops.runtime.pricing.PriceTable()``);
     without one every cost is 0. ``seed`` makes the backoff jitter reproducible.
     ``ssl_context`` replaces the default TLS setup (e.g. for a private CA).
+    ``max_connections`` bounds the connections to each origin, per event loop.
     """
 
     def __init__(
@@ -206,26 +183,30 @@ class OpenAIClient:
     ) -> None:
         self._pricer = pricer
         self._max_connections = max_connections
-        self._keepalive_expiry = keepalive_expiry
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._retry_after_cap = retry_after_cap
         self._embed_timeout = embed_timeout_seconds
         self._embed_max_retries = embed_max_retries
         self._rng = random.Random(seed)
-        self._ssl_context = ssl_context
-        self._proxies = _environment_proxies()
+        self._http = HttpClient(
+            max_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
+            ssl_context=ssl_context,
+            headers={
+                "User-Agent": f"llmops/{__version__}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            },
+        )  # reads the proxy settings of the environment now
         self._targets: dict[tuple[str, str], _Target] = {}
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._keepers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
         return f"OpenAIClient(max_connections={self._max_connections})"
 
     async def __aenter__(self) -> Self:
-        if self._closed:
-            raise RuntimeError("this OpenAIClient is closed; create a new one")
+        self._check_open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -234,35 +215,40 @@ class OpenAIClient:
     async def aclose(self) -> None:
         """Close pooled connections (in every event loop the client was used in)."""
         self._closed = True
-        keepers, self._keepers, self._sessions = self._keepers, {}, {}
-        here = asyncio.get_running_loop()
-        for loop, keeper in keepers.items():
-            if loop is here:
-                await keeper.aclose()
-            elif loop.is_running():
-                # another thread's loop: close its session there, without waiting for it
-                with contextlib.suppress(RuntimeError):  # that loop closed meanwhile
-                    asyncio.run_coroutine_threadsafe(_finish(keeper), loop)
-            # a loop that is not running closes its session when it shuts down
+        await self._http.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this OpenAIClient is closed; create a new one")
 
     # -- chat -------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest, api_key: str | None = None) -> ChatResponse:
         """One reply; ``latency_ms`` covers every attempt and the waits between them."""
-        target = self._target(request.base_url, "chat/completions", api_key)
-        headers = _headers(api_key, target)
+        if self._closed:
+            self._check_open()
+        target = self._targets.get((request.base_url, "chat/completions"))
+        if target is None:
+            target = self._target(request.base_url, "chat/completions", api_key)
+        headers = _auth_lines(api_key, target)
         payload = _json_payload(chat_body(request, stream=False), target, api_key)
         timeout = request.timeout_seconds
         started = time.perf_counter()
+        retries = 0
+        first: _Transient | None = None
+        try:  # the first attempt, inline: most calls need no other
+            reply = _parsed(await self._post(target, payload, headers, timeout, api_key), target)
+        except _Transient as failure:
+            first = failure
+        if first is not None:
 
-        async def attempt() -> Reply:
-            body = await self._post(target, payload, headers, timeout, api_key)
-            try:
-                return parse_reply(body)
-            except WireError as exc:
-                raise _Transient(f"{target.what}: {exc}") from exc
+            async def attempt() -> Reply:
+                body = await self._post(target, payload, headers, timeout, api_key)
+                return _parsed(body, target)
 
-        reply, retries = await self._retrying(target.what, request.max_retries, api_key, attempt)
+            reply, retries = await self._retrying(
+                target.what, request.max_retries, api_key, attempt, first
+            )
         return ChatResponse(
             content=reply.content,
             usage=self._usage(request.model, reply.prompt_tokens, reply.completion_tokens),
@@ -286,8 +272,9 @@ class OpenAIClient:
     async def _stream_deltas(
         self, request: ChatRequest, api_key: str | None, handle: ChatStream
     ) -> AsyncGenerator[str, None]:
+        self._check_open()
         target = self._target(request.base_url, "chat/completions", api_key)
-        headers = _headers(api_key, target)
+        headers = _auth_lines(api_key, target)
         payload = _json_payload(chat_body(request, stream=True), target, api_key)
         yielded = False
         while True:
@@ -317,38 +304,30 @@ class OpenAIClient:
         self,
         target: _Target,
         payload: bytes,
-        headers: Mapping[str, str] | None,
+        headers: bytes,
         request: ChatRequest,
         api_key: str | None,
         handle: ChatStream,
     ) -> AsyncGenerator[str, None]:
         timeout = request.timeout_seconds
-        session = await self._session()
         try:
-            response = await session.post(
-                target.url,
-                data=payload,
-                headers=headers,
-                timeout=_stream_timeout(timeout),
-                allow_redirects=False,
-                proxy=target.proxy,
-                proxy_headers=target.proxy_headers,
+            response = await self._http.open(
+                target.endpoint, b"POST", payload, headers, timeout=timeout
             )
-        except TimeoutError as exc:
+        except HttpTimeout as exc:
             raise _Transient(f"no reply to {target.what} within {timeout:g}s (timeout)") from exc
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except HttpError as exc:
             raise _request_failure(exc, target.what, api_key) from exc
         chunks = 0
-        finished = False  # read to its end: the connection may be reused
         try:
             if response.status >= 300:
                 body = await response.read()
-                finished = True
-                _check_status(response, body, target.what, api_key)
+                _check_status(
+                    response.status, response.reason, response.headers, body, target.what, api_key
+                )
             if "json" in response.headers.get("Content-Type", ""):
                 # a server that ignores ``stream: true`` answers with one whole completion
                 reply = parse_reply(await response.read())
-                finished = True
                 handle.model, handle.finish_reason = reply.model, reply.finish_reason
                 handle.usage = self._usage(
                     request.model, reply.prompt_tokens, reply.completion_tokens
@@ -358,7 +337,7 @@ class OpenAIClient:
                 return
             lines, decoder = LineSplitter(), SSEDecoder()
             done = False
-            async for data in response.content.iter_any():
+            async for data in response:
                 for line in lines.feed(data):
                     event = decoder.feed(line)
                     if event is None:
@@ -384,26 +363,24 @@ class OpenAIClient:
                     f"the stream from {target.what} ended before [DONE] after {chunks} chunks "
                     "(connection closed early; the reply is truncated)"
                 )
-            finished = True
+            await _finish_quietly(response)
         except WireError as exc:
             raise _Transient(f"{target.what}: {exc}") from exc
         except LineTooLong as exc:
             raise _Transient(f"the stream from {target.what}: {exc}") from exc
-        except TimeoutError as exc:
+        except HttpTimeout as exc:
             raise _Transient(
                 f"the stream from {target.what} stalled: no data within {timeout:g}s "
                 f"after {chunks} chunks"
             ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except HttpError as exc:
             raise _Transient(
                 f"the stream from {target.what} was cut off after {chunks} chunks "
                 f"({type(exc).__name__}; the reply is truncated)"
             ) from exc
         finally:
-            if finished:
-                response.release()
-            else:  # stopped early or failed: the rest of the body is not wanted
-                response.close()
+            # read to its end: back to the pool; stopped early or failed: closed
+            response.close()
 
     def _note_chunk(self, handle: ChatStream, model: str, chunk: Chunk) -> None:
         if chunk.model:
@@ -423,8 +400,9 @@ class OpenAIClient:
         """Embedding vectors for ``texts``, in order (``POST {base_url}/embeddings``)."""
         if not texts:
             return []
+        self._check_open()
         target = self._target(base_url, "embeddings", api_key)
-        headers = _headers(api_key, target)
+        headers = _auth_lines(api_key, target)
         payload = _json_payload({"model": model, "input": list(texts)}, target, api_key)
         timeout = self._embed_timeout
 
@@ -444,62 +422,25 @@ class OpenAIClient:
         self,
         target: _Target,
         payload: bytes,
-        headers: Mapping[str, str] | None,
+        headers: bytes,
         timeout: float,
         api_key: str | None,
     ) -> bytes:
         """One attempt: the 2xx reply's body, or ``_Transient``/``Permanent``."""
-        session = await self._session()
         try:
-            async with session.post(
-                target.url,
-                data=payload,
-                headers=headers,
-                timeout=_whole_timeout(timeout),
-                allow_redirects=False,
-                proxy=target.proxy,
-                proxy_headers=target.proxy_headers,
-            ) as response:
-                body = await response.read()
-        except TimeoutError as exc:
+            response = await self._http.request(
+                target.endpoint, b"POST", payload, headers, timeout=timeout
+            )
+        except HttpTimeout as exc:
             raise _Transient(f"no reply to {target.what} within {timeout:g}s (timeout)") from exc
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except HttpError as exc:
             raise _request_failure(exc, target.what, api_key) from exc
-        _check_status(response, body, target.what, api_key)
-        return body
-
-    async def _session(self) -> aiohttp.ClientSession:
-        session = self._sessions.get(asyncio.get_running_loop())
-        if session is not None and not session.closed:
-            return session
-        return await self._open()
-
-    async def _open(self) -> aiohttp.ClientSession:
-        """This loop's session, opened now; it closes with the loop if not before."""
-        if self._closed:
-            raise RuntimeError("this OpenAIClient is closed; create a new one")
-        loop = asyncio.get_running_loop()
-        for old in [other for other in list(self._sessions) if other.is_closed()]:
-            self._sessions.pop(old, None)
-            self._keepers.pop(old, None)
-        context = self._ssl_context or default_ssl_context()
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=self._max_connections,
-                keepalive_timeout=self._keepalive_expiry,
-                ssl=context,
-            ),
-            headers={
-                "User-Agent": f"llmops/{__version__}",
-                "Accept": "application/json",
-                "Content-Type": "application/json",
-            },
-        )
-        keeper = _close_with_loop(session)
-        await anext(keeper)  # now registered with the loop, which closes it on shutdown
-        self._sessions[loop] = session
-        self._keepers[loop] = keeper
-        return session
+        status = response.status
+        if status < 200 or status >= 300:
+            _check_status(
+                status, response.reason, response.headers, response.body, target.what, api_key
+            )
+        return response.body
 
     def _target(self, base_url: str, path: str, api_key: str | None) -> _Target:
         found = self._targets.get((base_url, path))
@@ -508,25 +449,17 @@ class OpenAIClient:
         raw = _endpoint(base_url, path)
         what = f"POST {_USERINFO.sub('', raw)}"
         try:
-            url = URL(raw)
-            usable = url.scheme in ("http", "https") and bool(url.host)
-        except (TypeError, ValueError):
-            usable = False
-        if not usable:
-            raise Permanent(
-                redact(
-                    f"cannot send {what}: the URL must start with http:// or https:// and "
-                    "name a host (check spec.model.baseUrl)",
-                    api_key,
+            endpoint = self._http.endpoint(raw)
+        except InvalidURL as exc:
+            if "must start with" in str(exc):
+                reason = (
+                    "the URL must start with http:// or https:// and name a host "
+                    "(check spec.model.baseUrl)"
                 )
-            )
-        proxy, login = _proxy_for(url, self._proxies)
-        if login is None:
-            found = _Target(url, what, proxy)
-        elif url.scheme == "https":
-            found = _Target(url, what, proxy, proxy_headers=login)
-        else:
-            found = _Target(url, what, proxy, forward_headers=login)
+            else:
+                reason = f"{exc} (check spec.model.baseUrl and the proxy settings)"
+            raise Permanent(redact(f"cannot send {what}: {reason}", api_key)) from None
+        found = _Target(endpoint, what)
         if len(self._targets) >= _MAX_TARGETS:
             self._targets.clear()
         self._targets[(base_url, path)] = found
@@ -564,35 +497,45 @@ class OpenAIClient:
         max_retries: int,
         api_key: str | None,
         attempt: Callable[[], Awaitable[T]],
+        failed: _Transient | None = None,
     ) -> tuple[T, int]:
+        """``attempt()`` until it succeeds or ``max_retries`` retries ran out; ``failed``:
+        the first attempt was already made, and failed so."""
         retries = 0
         while True:
-            try:
-                return await attempt(), retries
-            except _Transient as failure:
-                failure.scrub(api_key)
-                delay = self._delay(failure, retries)
-                if retries >= max_retries:
-                    raise Retryable(
-                        f"{failure.reason}; gave up after {_times(retries)}", delay=delay
-                    ) from _safe_cause(failure, api_key)
-                self._log_retry(redact(what, api_key), failure, retries, max_retries, delay)
-                await asyncio.sleep(delay)
-                retries += 1
+            if failed is None:
+                try:
+                    return await attempt(), retries
+                except _Transient as exc:
+                    failed = exc
+            failure, failed = failed, None
+            failure.scrub(api_key)
+            delay = self._delay(failure, retries)
+            if retries >= max_retries:
+                raise Retryable(
+                    f"{failure.reason}; gave up after {_times(retries)}", delay=delay
+                ) from _safe_cause(failure, api_key)
+            self._log_retry(redact(what, api_key), failure, retries, max_retries, delay)
+            await asyncio.sleep(delay)
+            retries += 1
 
 
-async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """Holds ``session`` open; closing this generator closes it. The loop that first ran
-    it closes it when the loop shuts down (``asyncio.run``, ``asyncio.Runner``), and
-    when it is garbage-collected."""
+async def _finish_quietly(response: StreamResponse) -> None:
+    """Read the end of a stream whose last event came (the chunked terminator usually
+    follows at once), so its connection can be reused; never fails the call."""
     try:
-        yield
-    finally:
-        await session.close()
+        async with asyncio.timeout(_STREAM_END_GRACE):
+            while await response.__anext__():
+                pass
+    except (StopAsyncIteration, HttpError, TimeoutError):
+        pass
 
 
-async def _finish(keeper: AsyncGenerator[None, None]) -> None:
-    await keeper.aclose()
+def _parsed(body: bytes, target: _Target) -> Reply:
+    try:
+        return parse_reply(body)
+    except WireError as exc:
+        raise _Transient(f"{target.what}: {exc}") from exc
 
 
 def _times(retries: int) -> str:
@@ -603,25 +546,18 @@ def _endpoint(base_url: str, path: str) -> str:
     return f"{base_url.rstrip('/')}/{path}"
 
 
-def _headers(api_key: str | None, target: _Target) -> dict[str, str] | None:
-    """The headers of one call besides the session's: the key, and the proxy's
-    credentials when a plain-http request goes through a proxy."""
-    headers = _auth_headers(api_key)
-    if target.forward_headers is not None:
-        return {**(headers or {}), **target.forward_headers}
-    return headers
-
-
-def _auth_headers(api_key: str | None) -> dict[str, str] | None:
+def _auth_lines(api_key: str | None, target: _Target) -> bytes:
+    """The per-call header lines: the key as a bearer token (built for each call, so the
+    key is never kept), else the credentials of ``user:password@`` in the base URL."""
     if api_key is None or api_key == "":
-        return None
+        return target.endpoint.basic_auth
     # visible ASCII only (0x21-0x7E): no whitespace, no control characters
     if not (api_key.isascii() and api_key.isprintable()) or " " in api_key:
         raise Permanent(
             "the API key contains whitespace or characters not allowed in an HTTP header "
             "(the value is not shown); check the secret it is read from"
         )
-    return {"Authorization": f"Bearer {api_key}"}
+    return b"Authorization: Bearer %s\r\n" % api_key.encode("ascii")
 
 
 def _json_payload(body: dict[str, Any], target: _Target, api_key: str | None) -> bytes:
@@ -640,17 +576,14 @@ def _json_payload(body: dict[str, Any], target: _Target, api_key: str | None) ->
 
 
 def _check_status(
-    response: aiohttp.ClientResponse, body: bytes, what: str, api_key: str | None
+    status: int, reason: str, headers: Headers, body: bytes, what: str, api_key: str | None
 ) -> None:
-    status = response.status
     if 200 <= status < 300:
         return
     said = error_text(body)
-    message = redact(
-        f"{what} answered {status} {_phrase(status, response.reason)}: {said}", api_key
-    )
+    message = redact(f"{what} answered {status} {_phrase(status, reason)}: {said}", api_key)
     if status in RETRYABLE_STATUS:
-        raise _Transient(message, parse_retry_after(response.headers.get("Retry-After")))
+        raise _Transient(message, parse_retry_after(headers.get("Retry-After")))
     hint = _HINTS.get(status)
     raise Permanent(f"{message} ({hint})" if hint else message)
 
@@ -663,12 +596,15 @@ def _phrase(status: int, sent: str | None) -> str:
         return " ".join((sent or "").split())[:80]
 
 
-def _request_failure(exc: BaseException, what: str, api_key: str | None) -> Exception:
-    """An attempt that failed before a reply: ``Permanent`` when the request itself is
-    wrong, else ``_Transient`` (connection refused, DNS, TLS, the server hung up...)."""
-    cause = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
-    detail = f"{type(exc).__name__}: {str(cause if cause is not None else exc) or 'no detail'}"
-    if isinstance(exc, aiohttp.InvalidURL) or not isinstance(exc, aiohttp.ClientError | OSError):
+def _request_failure(exc: HttpError, what: str, api_key: str | None) -> Exception:
+    """An attempt that failed before a whole reply: ``Permanent`` when the request itself
+    is wrong, else ``_Transient`` (connection refused, DNS, TLS, the server hung up...)."""
+    cause = exc.cause if isinstance(exc, ConnectFailed) else None
+    if cause is not None and not isinstance(exc, ProxyRefused):
+        detail = f"{type(cause).__name__}: {str(cause) or 'no detail'}"
+    else:
+        detail = f"{type(exc).__name__}: {str(exc) or 'no detail'}"
+    if isinstance(exc, InvalidURL):
         return Permanent(redact(f"cannot send {what}: {detail}", api_key))
     return _Transient(redact(f"cannot reach the server for {what}: {detail}", api_key))
 
@@ -684,42 +620,3 @@ def _safe_cause(failure: _Transient, secret: str | None) -> BaseException | None
             return None
         node = node.__cause__ or node.__context__
     return cause
-
-
-def _environment_proxies() -> dict[str, str]:
-    """``{"http"|"https"|"all": proxy URL, "no": NO_PROXY}`` from the environment."""
-    found = urllib.request.getproxies_environment()
-    return {k: v for k, v in found.items() if k in ("http", "https", "all", "no") and v}
-
-
-def _proxy_for(url: URL, proxies: Mapping[str, str]) -> tuple[URL | None, dict[str, str] | None]:
-    """The proxy for ``url`` and, when the proxy URL carries credentials, the basic-auth
-    ``Proxy-Authorization`` header for them (the credentials are never in messages)."""
-    if not proxies or url.host is None or _no_proxy(url.host, url.port, proxies.get("no", "")):
-        return None, None
-    chosen = proxies.get(url.scheme) or proxies.get("all")
-    if not chosen:
-        return None, None
-    proxy = URL(chosen if "://" in chosen else f"http://{chosen}")
-    if proxy.user is None:
-        return proxy, None
-    token = base64.b64encode(f"{proxy.user}:{proxy.password or ''}".encode()).decode()
-    return proxy.with_user(None), {"Proxy-Authorization": f"Basic {token}"}
-
-
-def _no_proxy(host: str, port: int | None, no_proxy: str) -> bool:
-    """Whether ``NO_PROXY`` exempts ``host``: ``*``, the host itself or a parent domain
-    (a leading dot is ignored), optionally with ``:port``, as urllib reads it."""
-    host = host.lower().strip("[]")
-    for entry in no_proxy.split(","):
-        name = entry.strip().lower().lstrip(".")
-        if name == "*":
-            return True
-        if name.rsplit(":", 1)[-1].isdigit() and not name.endswith("]") and name.count(":") == 1:
-            name, _, only = name.partition(":")
-            if port != int(only):
-                continue
-        name = name.strip("[]")
-        if name and (host == name or host.endswith(f".{name}")):
-            return True
-    return False

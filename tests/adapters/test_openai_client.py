@@ -296,7 +296,7 @@ def test_connection_refused_is_retried_then_reported() -> None:
             await client.complete(chat(url, max_retries=2))
 
     with pytest.raises(
-        Retryable, match=r"cannot reach .*ClientConnectorError.*gave up after 2 retries"
+        Retryable, match=r"cannot reach .*ConnectionRefusedError.*gave up after 2 retries"
     ):
         run(go())
 
