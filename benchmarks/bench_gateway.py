@@ -34,6 +34,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # this tree's llmops, installed or not
 TARGET_ADDED_MEDIAN_MS = 1.0
 
 STUB = """
@@ -115,22 +116,42 @@ def http_request(path: str, port: int, body: bytes) -> bytes:
 
 
 class RawClient:
-    """A minimal HTTP/1.1 keep-alive client: one request per connection at a time."""
+    """A minimal HTTP/1.1 keep-alive client: one request per connection at a time.
+
+    A pooled connection the server has closed meanwhile (its keep-alive timeout) fails
+    before a byte of the answer arrives; the request is then sent again on a new
+    connection, timed from the resend, and counted in ``stale``.
+    """
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.opened = 0
+        self.stale = 0
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.transport.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        self.opened += 1
+        return reader, writer
 
     async def send(self, raw: bytes) -> tuple[int, float]:
         if self.idle:
             reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            writer.transport.get_extra_info("socket").setsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-            )
-            self.opened += 1
+            try:
+                return await self._exchange(reader, writer, raw)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise
+                writer.close()
+                self.stale += 1
+        return await self._exchange(*await self._connect(), raw)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+    ) -> tuple[int, float]:
         started = time.perf_counter()
         writer.write(raw)
         head = await reader.readuntil(b"\r\n\r\n")
@@ -189,6 +210,7 @@ async def open_loop(port: int, raw: bytes, rate: float, seconds: float) -> dict[
         "latencies": latencies,
         "errors": errors,
         "connections": client.opened,
+        "stale_connections": client.stale,
         "sender_lag_max_ms": lag_max * 1000,
     }
 
@@ -211,6 +233,7 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
         "max_ms": round(values[-1], 3),
         "mean_ms": round(statistics.fmean(values), 3),
         "connections": run["connections"],
+        "stale_connections": run["stale_connections"],
         "sender_lag_max_ms": round(run["sender_lag_max_ms"], 3),
     }
 
@@ -223,6 +246,16 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def gateway_engines(log_path: Path) -> dict[str, str]:
+    """uvicorn's event loop and HTTP parser, as the gateway's "serving" line names them."""
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("msg") == "serving":
+                return {"loop": str(record.get("loop")), "http": str(record.get("http"))}
+    return {}
 
 
 def gateway_breakdown(log_path: Path, last: int) -> dict[str, float]:
@@ -278,6 +311,7 @@ def main() -> None:
     except ImportError:
         client_loop = "asyncio"
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         write_repo(repo)
@@ -321,6 +355,7 @@ def main() -> None:
                     results[name]["server_cpu_ms_per_request"] = round(per_request, 3)
             time.sleep(0.2)
             breakdown = gateway_breakdown(log_path, results["gateway"]["requests"])
+            engines = gateway_engines(log_path)
         finally:
             for proc in (gateway, stub):
                 if proc is not None and proc.poll() is None:
@@ -355,6 +390,12 @@ def main() -> None:
         "server CPU per request (ms): stub "
         f"{d.get('server_cpu_ms_per_request')}, gateway {g.get('server_cpu_ms_per_request')}"
     )
+    load_after = os.getloadavg()
+    print(
+        f"gateway on uvicorn with loop={engines.get('loop')}, http={engines.get('http')}; "
+        f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"on {os.cpu_count()} CPUs"
+    )
     print(
         "inside the gateway (its own log, median ms): request handling "
         f"{breakdown.get('handler_median_ms')}, of which waiting on the model client "
@@ -371,6 +412,8 @@ def main() -> None:
         "added_median_ms": added_median,
         "added_p99_ms": added_p99,
         "gateway_breakdown": breakdown,
+        "gateway_engines": engines,
+        "load_average_1m": {"before": load_before[0], "after": load_after[0]},
         "target_added_median_ms": TARGET_ADDED_MEDIAN_MS,
         "target_met": met,
         "client_loop": client_loop,

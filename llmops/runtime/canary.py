@@ -28,6 +28,8 @@ def contains_canary(text: str, token: str) -> bool:
     characters a model may have slipped inside it."""
     if token in text:
         return True
+    if "-" in token and "-" not in text:  # squeezing and lowering make no "-"
+        return False
     squeezed = "".join(text.split()).lower()
     if not squeezed.isascii():
         squeezed = _ZERO_WIDTH.sub("", squeezed)

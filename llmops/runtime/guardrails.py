@@ -48,6 +48,19 @@ class OutputPolicy:
 InputCheck = Callable[[Mapping[str, Any], InputGuardrails], GuardrailResult]
 OutputCheck = Callable[[str, OutputPolicy], GuardrailResult]
 
+#: The verdicts of checks that pass, made once (results are immutable).
+_PASSED = {
+    name: GuardrailResult(name, True)
+    for name in (
+        "input-max-length",
+        "deny-patterns",
+        "prompt-injection",
+        "canary",
+        "output-max-length",
+        "json-schema",
+    )
+}
+
 
 def _strings(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in inputs.items() if isinstance(v, str)]
@@ -61,7 +74,7 @@ def check_input_length(inputs: Mapping[str, Any], config: InputGuardrails) -> Gu
             False,
             f"string inputs total {total:,} characters; the limit is {config.max_length:,}",
         )
-    return GuardrailResult("input-max-length", True)
+    return _PASSED["input-max-length"]
 
 
 @lru_cache(maxsize=256)
@@ -70,6 +83,8 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 def check_deny_patterns(inputs: Mapping[str, Any], config: InputGuardrails) -> GuardrailResult:
+    if not config.deny_patterns:
+        return _PASSED["deny-patterns"]
     for name, value in _strings(inputs):
         for index, pattern in enumerate(config.deny_patterns, start=1):
             if _compiled(pattern).search(value):
@@ -78,7 +93,7 @@ def check_deny_patterns(inputs: Mapping[str, Any], config: InputGuardrails) -> G
                     False,
                     f"input {name!r} matches deny pattern {index} of guardrails.input.denyPatterns",
                 )
-    return GuardrailResult("deny-patterns", True)
+    return _PASSED["deny-patterns"]
 
 
 def check_injection(inputs: Mapping[str, Any], config: InputGuardrails) -> GuardrailResult:
@@ -91,7 +106,7 @@ def check_injection(inputs: Mapping[str, Any], config: InputGuardrails) -> Guard
                     False,
                     f"input {name!r} looks like a prompt-injection attempt: {verdict.explain()}",
                 )
-    return GuardrailResult("prompt-injection", True)
+    return _PASSED["prompt-injection"]
 
 
 INPUT_GUARDRAILS: dict[str, InputCheck] = {
@@ -106,7 +121,7 @@ def check_canary(text: str, policy: OutputPolicy) -> GuardrailResult:
         return GuardrailResult(
             "canary", False, "the reply contains the release's canary token (a system-prompt leak)"
         )
-    return GuardrailResult("canary", True)
+    return _PASSED["canary"]
 
 
 def check_output_length(text: str, policy: OutputPolicy) -> GuardrailResult:
@@ -116,7 +131,7 @@ def check_output_length(text: str, policy: OutputPolicy) -> GuardrailResult:
             False,
             f"the reply is {len(text):,} characters; the limit is {policy.max_length:,}",
         )
-    return GuardrailResult("output-max-length", True)
+    return _PASSED["output-max-length"]
 
 
 class NotJson(ValueError):
@@ -151,7 +166,7 @@ def schema_problem(value: Any, validator: Validator) -> str | None:
 
 def check_json_schema(text: str, policy: OutputPolicy) -> GuardrailResult:
     if policy.validator is None:
-        return GuardrailResult("json-schema", True)
+        return _PASSED["json-schema"]
     try:
         value = parse_json_reply(text)
     except NotJson as exc:
@@ -161,7 +176,7 @@ def check_json_schema(text: str, policy: OutputPolicy) -> GuardrailResult:
         return GuardrailResult(
             "json-schema", False, f"the reply breaks the output schema {problem}"
         )
-    return GuardrailResult("json-schema", True)
+    return _PASSED["json-schema"]
 
 
 OUTPUT_GUARDRAILS: dict[str, OutputCheck] = {
@@ -193,6 +208,10 @@ def first_output_failure(text: str, policy: OutputPolicy) -> GuardrailResult | N
 
 def redact_output(value: Any, kinds: tuple[str, ...]) -> tuple[Any, dict[str, int]]:
     """``value`` (text, or parsed JSON) with PII replaced in every string; counts per kind."""
+    if not kinds:
+        return value, {}
+    if isinstance(value, str):  # a text app's reply: no walk
+        return pii.redact(value, kinds)
     counts: dict[str, int] = {}
 
     def walk(item: Any) -> Any:
@@ -207,6 +226,4 @@ def redact_output(value: Any, kinds: tuple[str, ...]) -> tuple[Any, dict[str, in
             return {k: walk(v) for k, v in item.items()}
         return item
 
-    if not kinds:
-        return value, counts
     return walk(value), counts

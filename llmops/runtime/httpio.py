@@ -1,5 +1,6 @@
-"""HTTP plumbing of the runtime server: request ids, JSON bodies within limits, error
-bodies, and how llmops errors map to statuses; called by ``llmops.runtime.server``.
+"""HTTP plumbing of the runtime server, on plain ASGI: request ids, JSON bodies within
+limits, whole answers (:class:`Reply`, sent in one socket write on uvicorn), error bodies,
+and how llmops errors map to statuses; called by ``llmops.runtime.server``.
 
 - 400 ``invalid_request``: body not JSON, not an object, NaN, unknown fields; inputs
   unknown, missing or ill-typed;
@@ -24,16 +25,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from llmops.domain.errors import ExternalError, Retryable
 from llmops.runtime.chatcompat import ChatRequestInvalid
 from llmops.runtime.errors import GuardrailBlocked, InputRejected, RenderFailed
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -72,24 +76,135 @@ class HttpProblem(Exception):
         error.update(self.extra)
         return {"error": error}
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+    def reply(self) -> Reply:
+        """The answer to send: the JSON body, with the extra headers (``Retry-After``…)."""
+        extra = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()
+        ]
+        return Reply(self.status, encode_json(self.body()), extra)
+
+
+#: Starlette's ``JSONResponse`` encoding (compact, UTF-8, NaN refused), made once.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+JSON_TYPE = b"application/json"
+
+
+def encode_json(value: Any) -> bytes:
+    """``value`` as a compact UTF-8 JSON body; ``ValueError`` for NaN or infinity."""
+    return _JSON_ENCODER.encode(value).encode("utf-8")
+
+
+class Reply:
+    """A whole response: status, body, content type (None: no such header) and headers
+    besides the length and type (lower-case names)."""
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        headers: Headers | None = None,
+        content_type: bytes | None = JSON_TYPE,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+        self.content_type = content_type
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200) -> Reply:
+        return cls(status, encode_json(value))
+
+    async def send(self, send: Send, *extra: tuple[bytes, bytes]) -> None:
+        """Send it as one start and one body message; ``extra`` headers go last.
+
+        On uvicorn, the status line, headers and body leave in one socket write (see
+        :class:`_OneWrite`) instead of two.
+        """
+        headers = [*self.headers, (b"content-length", str(len(self.body)).encode())]
+        if self.content_type is not None:
+            headers.append((b"content-type", self.content_type))
+        headers.extend(extra)
+        start = {"type": "http.response.start", "status": self.status, "headers": headers}
+        body = {"type": "http.response.body", "body": self.body}
+        cycle = getattr(send, "__self__", None)
+        transport = getattr(cycle, "transport", None)
+        if not type(cycle).__module__.startswith("uvicorn.") or not hasattr(transport, "write"):
+            await send(start)
+            await send(body)
+            return
+        held = _OneWrite(transport)
+        cycle.transport = held  # type: ignore[union-attr]
+        try:
+            await send(start)
+            await send(body)
+        finally:
+            cycle.transport = transport  # type: ignore[union-attr]
+            held.flush()
+
+
+class _OneWrite:
+    """Stands in for uvicorn's transport while one whole response is sent: collects the
+    writes (status line and headers, then the body) and makes them one.
+
+    uvicorn writes the head of a response when the app sends ``http.response.start`` and
+    the body when it sends ``http.response.body``: two ``send`` system calls and two TCP
+    segments, each waking the client, for a response that is complete from the start.
+    The ASGI ``send`` callable uvicorn hands the app is a method of its per-request
+    object, whose ``transport`` attribute is what it writes to; for the length of one
+    response it is this object. Anything else passes through to the real transport.
+    """
+
+    __slots__ = ("chunks", "real")
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def writelines(self, data: Any) -> None:
+        self.chunks.extend(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.real.close()
+
+    def flush(self) -> None:
+        if self.chunks:
+            data = b"".join(self.chunks)
+            self.chunks.clear()
+            self.real.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
 
 
 def request_id(header: str | None) -> str:
-    """The caller's ``x-request-id`` when it is a sane token, else a new one."""
+    """The caller's ``x-request-id`` when it is a sane token, else a new random one
+    (32 hex digits, 128 random bits: as unique as a UUID4, without building one)."""
     if header and _REQUEST_ID.match(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body was read."""
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
-    """The request body as a JSON object; ``HttpProblem`` 400/413/415 otherwise."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def check_media_type(content_type: str | None) -> None:
+    """``HttpProblem`` 415 unless ``content_type`` is JSON (``application/json`` or
+    ``application/*+json``, parameters ignored)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not (
         media.startswith("application/") and media.endswith("+json")
     ):
@@ -97,24 +212,50 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, 
         raise HttpProblem(
             415, "unsupported_media_type", f"Content-Type must be application/json (got {shown})"
         )
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
+
+
+async def read_json(
+    receive: Receive,
+    content_type: str | None,
+    content_length: str | None,
+    limit: int = MAX_BODY_BYTES,
+) -> dict[str, Any]:
+    """The request body (read from the ASGI ``receive``) as a JSON object;
+    ``HttpProblem`` 400/413/415 otherwise. ``content_type`` and ``content_length`` are the
+    request's headers (None when absent)."""
+    if content_type is None or content_type != "application/json":
+        check_media_type(content_type)
+    if content_length is not None:
+        if not content_length.isdigit():
             raise HttpProblem(400, "invalid_request", "Content-Length is not a number")
-        if int(declared) > limit:
+        if int(content_length) > limit:
             raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnected()
+    raw: bytes = message.get("body", b"")
+    if len(raw) > limit:
+        raise _too_large(limit)
+    if message.get("more_body", False):
+        chunks = [raw]
+        size = len(raw)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnected()
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
     if not raw.strip():
         raise HttpProblem(400, "invalid_request", "the request body is empty; send a JSON object")
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        # json.loads(raw, parse_constant=...) without building a decoder per request
+        data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except json.JSONDecodeError as exc:
         raise HttpProblem(
             400,

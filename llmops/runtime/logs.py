@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from datetime import UTC, datetime
+import time
 from typing import Any, TextIO
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 class JsonLogger:
@@ -26,6 +27,22 @@ class JsonLogger:
         self.threshold = LEVELS[level]
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
+        self._second: tuple[int, str] = (-1, "")
+
+    def enabled(self, level: str) -> bool:
+        """Whether lines of ``level`` are written (so callers can skip building them)."""
+        return LEVELS[level] >= self.threshold
+
+    def timestamp(self) -> str:
+        """Now in UTC, ``2024-05-01T12:00:00.123Z``; the part up to the second is formatted
+        once a second (``strftime`` costs more than the rest of a log line)."""
+        now = time.time()
+        second = int(now)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+            self._second = cached
+        return f"{cached[1]}{int((now - second) * 1000):03d}Z"
 
     def add_secret(self, secret: str | None) -> None:
         """Never write ``secret``, whatever field it turns up in."""
@@ -35,14 +52,11 @@ class JsonLogger:
     def log(self, level: str, msg: str, **fields: Any) -> None:
         if LEVELS[level] < self.threshold:
             return
-        now = datetime.now(UTC)
-        record: dict[str, Any] = {
-            "ts": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
-            "level": level,
-            "msg": msg,
-        }
-        record.update((k, v) for k, v in fields.items() if v is not None)
-        line = json.dumps(record, ensure_ascii=False, default=str)
+        record: dict[str, Any] = {"ts": self.timestamp(), "level": level, "msg": msg}
+        for key, value in fields.items():
+            if value is not None:
+                record[key] = value
+        line = _ENCODER.encode(record)
         for secret in self._secrets:
             line = line.replace(secret, "[redacted]")
         stream = self.stream if self.stream is not None else sys.stderr

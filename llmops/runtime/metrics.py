@@ -4,10 +4,17 @@ updated by ``llmops.runtime.server`` and rendered at ``GET /metrics``.
 Hand-written: a counter, a gauge and a histogram are a few lines each, and the runtime
 stays free of a client library. Every family is labelled by ``app`` and ``release`` (the
 404s of unknown apps are counted under ``app=""`` so a scanner cannot grow the label set).
+
+Each update is O(1): a dict update, and a binary search for a histogram's bucket. A family
+is thread-safe (a lock around updates and reads) unless it is made with
+``threadsafe=False``: the server's families are, because only its event loop touches them
+(requests, the reloader's swap, ``/metrics``), and the loop already runs one callback at a
+time. The controller updates its metrics from threads and keeps the locks.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Iterable
@@ -39,11 +46,13 @@ def _labels(names: Iterable[str], values: Iterable[str], extra: str = "") -> str
 class _Family:
     kind = "untyped"
 
-    def __init__(self, name: str, help_text: str, labelnames: Labels) -> None:
+    def __init__(
+        self, name: str, help_text: str, labelnames: Labels, *, threadsafe: bool = True
+    ) -> None:
         self.name = name
         self.help = help_text
         self.labelnames = labelnames
-        self._lock = threading.Lock()
+        self._lock: threading.Lock | None = threading.Lock() if threadsafe else None
 
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
@@ -57,20 +66,29 @@ class Counter(_Family):
 
     kind = "counter"
 
-    def __init__(self, name: str, help_text: str, labelnames: Labels) -> None:
-        super().__init__(name, help_text, labelnames)
+    def __init__(
+        self, name: str, help_text: str, labelnames: Labels, *, threadsafe: bool = True
+    ) -> None:
+        super().__init__(name, help_text, labelnames, threadsafe=threadsafe)
         self.values: dict[Labels, float] = {}
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        values = self.values
+        if self._lock is None:
+            values[labels] = values.get(labels, 0.0) + amount
+            return
         with self._lock:
-            self.values[labels] = self.values.get(labels, 0.0) + amount
+            values[labels] = values.get(labels, 0.0) + amount
 
     def get(self, labels: Labels) -> float:
         return self.values.get(labels, 0.0)
 
     def samples(self) -> list[str]:
-        with self._lock:
+        if self._lock is None:
             items = sorted(self.values.items())
+        else:
+            with self._lock:
+                items = sorted(self.values.items())
         return [f"{self.name}{_labels(self.labelnames, k)} {_number(v)}" for k, v in items]
 
 
@@ -80,12 +98,21 @@ class Gauge(Counter):
     kind = "gauge"
 
     def set(self, labels: Labels, value: float) -> None:
+        if self._lock is None:
+            self.values[labels] = value
+            return
         with self._lock:
             self.values[labels] = value
 
     def remove_other(self, keep: Labels) -> None:
+        def kept() -> dict[Labels, float]:
+            return {k: v for k, v in self.values.items() if k == keep or k[0] != keep[0]}
+
+        if self._lock is None:
+            self.values = kept()
+            return
         with self._lock:
-            self.values = {k: v for k, v in self.values.items() if k == keep or k[0] != keep[0]}
+            self.values = kept()
 
 
 class Histogram(_Family):
@@ -94,31 +121,43 @@ class Histogram(_Family):
     kind = "histogram"
 
     def __init__(
-        self, name: str, help_text: str, labelnames: Labels, buckets: tuple[float, ...]
+        self,
+        name: str,
+        help_text: str,
+        labelnames: Labels,
+        buckets: tuple[float, ...],
+        *,
+        threadsafe: bool = True,
     ) -> None:
-        super().__init__(name, help_text, labelnames)
+        super().__init__(name, help_text, labelnames, threadsafe=threadsafe)
         self.buckets = buckets
         self.counts: dict[Labels, list[int]] = {}
         self.sums: dict[Labels, float] = {}
 
     def observe(self, labels: Labels, value: float) -> None:
+        # the first bucket whose bound is >= value; NaN (no bound holds) counts under +Inf
+        index = bisect.bisect_left(self.buckets, value) if value == value else len(self.buckets)
+        if self._lock is None:
+            self._add(labels, index, value)
+            return
         with self._lock:
-            counts = self.counts.get(labels)
-            if counts is None:
-                counts = self.counts[labels] = [0] * (len(self.buckets) + 1)
-                self.sums[labels] = 0.0
-            for index, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[index] += 1
-                    break
-            else:
-                counts[-1] += 1
-            self.sums[labels] += value
+            self._add(labels, index, value)
+
+    def _add(self, labels: Labels, index: int, value: float) -> None:
+        counts = self.counts.get(labels)
+        if counts is None:
+            counts = self.counts[labels] = [0] * (len(self.buckets) + 1)
+            self.sums[labels] = 0.0
+        counts[index] += 1
+        self.sums[labels] += value
 
     def samples(self) -> list[str]:
         lines: list[str] = []
-        with self._lock:
+        if self._lock is None:
             items = sorted((k, list(v), self.sums[k]) for k, v in self.counts.items())
+        else:
+            with self._lock:
+                items = sorted((k, list(v), self.sums[k]) for k, v in self.counts.items())
         for labels, counts, total in items:
             running = 0
             for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
@@ -131,7 +170,8 @@ class Histogram(_Family):
 
 
 class RuntimeMetrics:
-    """Every metric ``llmops serve`` exposes."""
+    """Every metric ``llmops serve`` exposes; updated and rendered on the server's event
+    loop only (``threadsafe=False``: no locks)."""
 
     def __init__(self) -> None:
         app_release = ("app", "release")
@@ -139,46 +179,60 @@ class RuntimeMetrics:
             "llmops_requests_total",
             "HTTP requests by route and status.",
             (*app_release, "route", "status"),
+            threadsafe=False,
         )
         self.latency = Histogram(
             "llmops_request_duration_seconds",
             "Time from request to last response byte.",
             (*app_release, "route"),
             LATENCY_BUCKETS,
+            threadsafe=False,
         )
         self.upstream_latency = Histogram(
             "llmops_upstream_duration_seconds",
             "Time spent waiting for the model backend, retries included.",
             app_release,
             LATENCY_BUCKETS,
+            threadsafe=False,
         )
         self.tokens = Counter(
             "llmops_tokens_total",
             "Tokens sent (in) to and received (out) from the model.",
             (*app_release, "direction"),
+            threadsafe=False,
         )
-        self.cost = Counter("llmops_cost_usd_total", "Model cost in US dollars.", app_release)
+        self.cost = Counter(
+            "llmops_cost_usd_total", "Model cost in US dollars.", app_release, threadsafe=False
+        )
         self.guardrail_blocks = Counter(
             "llmops_guardrail_blocks_total",
             "Requests or replies blocked, by guardrail.",
             (*app_release, "guardrail", "side"),
+            threadsafe=False,
         )
         self.redactions = Counter(
             "llmops_pii_redactions_total",
             "PII items redacted from replies, by kind.",
             (*app_release, "kind"),
+            threadsafe=False,
         )
         self.upstream_errors = Counter(
             "llmops_upstream_errors_total",
             "Model backend failures, by reason.",
             (*app_release, "reason"),
+            threadsafe=False,
         )
-        self.reloads = Counter("llmops_reloads_total", "Hot reloads by result.", ("app", "result"))
-        self.in_flight = Gauge("llmops_requests_in_flight", "Requests being served now.", ())
+        self.reloads = Counter(
+            "llmops_reloads_total", "Hot reloads by result.", ("app", "result"), threadsafe=False
+        )
+        self.in_flight = Gauge(
+            "llmops_requests_in_flight", "Requests being served now.", (), threadsafe=False
+        )
         self.info = Gauge(
             "llmops_app_info",
             "The release being served (value 1).",
             ("app", "release", "environment", "model"),
+            threadsafe=False,
         )
         self.families: tuple[_Family, ...] = (
             self.requests,

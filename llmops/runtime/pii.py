@@ -95,17 +95,28 @@ def _cards(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _digits(text: str) -> int:
+    """How many characters of ``text`` are digits (``str.isdigit``)."""
+    if text.isascii():  # ten counts in C beat a Python-level test per character
+        return sum(map(text.count, "0123456789"))
+    return sum(map(str.isdigit, text))
+
+
 def find_pii(text: str, kinds: Iterable[str] = PII_KINDS) -> list[PiiMatch]:
     """Every match of the wanted kinds, in text order, without overlaps.
 
     Kinds are searched in the order card, email, phone; each search sees the text with
-    the earlier matches blanked out, so a match never overlaps an earlier one.
+    the earlier matches blanked out, so a match never overlaps an earlier one. Text with
+    no ``@`` cannot hold an e-mail address, and text with fewer than 8 digits no card or
+    phone number: those (most replies) are answered without a regular expression.
     """
     wanted = set(kinds)
     if "@" not in text:
         wanted.discard("email")
-    if sum(map(str.isdigit, text)) < 8:
+    if ("card" in wanted or "phone" in wanted) and _digits(text) < 8:
         wanted -= {"card", "phone"}
+    if not wanted:
+        return []
     taken: list[PiiMatch] = []
     if "card" in wanted:
         taken.extend(PiiMatch("card", a, b) for a, b in _cards(text))

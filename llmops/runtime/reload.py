@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from llmops.domain.errors import InvalidInput, LlmopsError
+from llmops.runtime.heap import refreeze
 from llmops.runtime.loaded import LoadedApp
 from llmops.runtime.logs import JsonLogger
 from llmops.runtime.metrics import RuntimeMetrics
@@ -114,6 +115,7 @@ class Reloader:
             self._failed(old, f"internal error: {type(exc).__name__}: {exc}", [])
             return False
         self.slot.swap(new)
+        refreeze()
         self._print(f"llmops serve: reloaded {new.name} ({len(new.prompt.files)} templates)")
         if self.metrics is not None:
             self.metrics.reloads.inc((new.name, "ok"))

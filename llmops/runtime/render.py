@@ -7,6 +7,18 @@ relative names without ``..``, never through a symlink that leads out, and only 
 app loads: every template the prompt includes, imports or extends is compiled then, so a
 request never reads a file and a name computed at render time (say, from an input) is
 refused. Inputs are passed to templates as data and are never compiled.
+
+Two shortcuts keep a render to a few microseconds; both give exactly what Jinja gives:
+
+- a template that is only text and ``{{ name }}`` placeholders (most user prompts) is
+  rendered by joining strings (:class:`PlainTemplate`), with the sandbox's checks on each
+  value; anything unusual (a missing name, a value over a limit) is handed to Jinja, which
+  raises the proper error;
+- the rendered system message is kept per release, keyed by the values of the names its
+  templates read (:class:`RenderCache`): it usually depends on a built-in or two and on
+  few inputs. Only templates that cannot render differently for the same values (no
+  ``random`` filter, no ``lipsum``) and only scalar values (text, numbers, booleans,
+  null) are cached; a hit charges the render budget what the first render spent.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from typing import Any
 
 from jinja2 import (
     BaseLoader,
+    Environment,
     StrictUndefined,
     Template,
     TemplateError,
@@ -26,6 +39,7 @@ from jinja2 import (
     TemplateSyntaxError,
     UndefinedError,
     meta,
+    nodes,
 )
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import new_context
@@ -35,11 +49,27 @@ from llmops.domain.diagnostics import Diagnostic
 from llmops.domain.errors import ManifestInvalid
 from llmops.domain.models.base import rel_path_problem
 from llmops.runtime.errors import RenderFailed
-from llmops.runtime.sandbox import BoundedSandbox, RenderLimitExceeded, RenderLimits, render_budget
+from llmops.runtime.sandbox import (
+    BoundedSandbox,
+    RenderBudget,
+    RenderLimitExceeded,
+    RenderLimits,
+    render_budget,
+)
 
 #: Largest template file read, as in manifest validation.
 MAX_TEMPLATE_BYTES = 256 * 1024
 _MAX_INCLUDE_DEPTH = 8
+#: How many rendered system messages a prompt keeps, and the longest one kept.
+CACHE_ENTRIES = 256
+CACHE_TEXT_CHARS = 16 * 1024
+_MISSING = object()
+_GLOBAL = object()
+#: Filters and globals whose result is not a function of their arguments.
+_RANDOM_FILTERS = frozenset({"random"})
+_RANDOM_GLOBALS = frozenset({"lipsum"})
+#: Names Jinja gives a meaning of its own rather than looking them up in the context.
+_JINJA_NAMES = frozenset({"self", "loop", "varargs", "kwargs", "caller", "super"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +133,110 @@ class AppDirLoader(BaseLoader):
         return source, self.display(template), lambda: True
 
 
+class PlainTemplate:
+    """A template that is only text and ``{{ name }}`` placeholders, rendered as Jinja's
+    generated code renders it (each value through the sandbox's ``finalize``, then
+    ``str``; the output limit checked after each piece), without its machinery."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[tuple[bool, str], ...]) -> None:
+        self.parts = parts  # (is a name, text or name)
+
+    @classmethod
+    def of(cls, tree: nodes.Template) -> PlainTemplate | None:
+        """The plain form of a parsed template, or None when it has anything else."""
+        parts: list[tuple[bool, str]] = []
+        for statement in tree.body:
+            if not isinstance(statement, nodes.Output):
+                return None
+            for node in statement.nodes:
+                if type(node) is nodes.TemplateData:
+                    parts.append((False, node.data))
+                elif (
+                    type(node) is nodes.Name
+                    and node.ctx == "load"
+                    and node.name not in _JINJA_NAMES
+                ):
+                    parts.append((True, node.name))
+                else:
+                    return None
+        return cls(tuple(parts))
+
+    def render(self, env: Environment, context: Mapping[str, Any], limit: int) -> str | None:
+        """The text, or None when Jinja must render it (it will raise a proper error)."""
+        finalize = env.finalize
+        assert finalize is not None
+        chunks: list[str] = []
+        size = 0
+        for is_name, text in self.parts:
+            if is_name:
+                value = context.get(text, _MISSING)
+                if value is _MISSING:
+                    return None
+                text = str(finalize(value))
+            size += len(text)
+            if size > limit:
+                return None
+            chunks.append(text)
+        return "".join(chunks)
+
+
+class RenderCache:
+    """Rendered texts of one template by the values of the names it (and the templates it
+    uses) read: ``names``, sorted; ``constants`` are the environment's globals, which
+    count as constants while an input does not shadow them."""
+
+    __slots__ = ("constants", "entries", "names")
+
+    def __init__(self, names: tuple[str, ...], constants: Mapping[str, Any]) -> None:
+        self.names = names
+        self.constants = constants
+        self.entries: dict[tuple[Any, ...], tuple[str, int, int]] = {}
+
+    def key(self, context: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The cache key for ``context``, or None when a value is not a plain scalar."""
+        key: list[Any] = []
+        for name in self.names:
+            value = context.get(name, _MISSING)
+            if value is _MISSING:
+                key.append(_MISSING)
+            elif value is self.constants.get(name, _MISSING):
+                key.append(_GLOBAL)
+            elif name == "inputs" and type(value) is dict:
+                items = []
+                for item_name, item in value.items():
+                    part = _scalar(item)
+                    if part is None:
+                        return None
+                    items.append((item_name, part))
+                key.append(tuple(items))
+            else:
+                part = _scalar(value)
+                if part is None:
+                    return None
+                key.append(part)
+        return tuple(key)
+
+    def store(self, key: tuple[Any, ...], text: str, steps: int, emitted: int) -> None:
+        if len(text) > CACHE_TEXT_CHARS:
+            return
+        if len(self.entries) >= CACHE_ENTRIES:
+            self.entries.clear()  # many distinct values: start over (simple, thread-safe)
+        self.entries[key] = (text, steps, emitted)
+
+
+def _scalar(value: Any) -> tuple[type, Any] | None:
+    """``value`` as part of a cache key: the type is kept, so ``1``, ``1.0`` and ``True``
+    (equal in Python, printed differently) never share an entry."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return (kind, value)
+    if kind is float:
+        return (kind, repr(value))  # -0.0 == 0.0, yet they print differently
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledPrompt:
     """The app's system and user templates, compiled, with every file they use."""
@@ -112,19 +246,60 @@ class CompiledPrompt:
     files: tuple[str, ...]
     limits: RenderLimits
     globals: dict[str, Any]
+    system_plain: PlainTemplate | None = None
+    user_plain: PlainTemplate | None = None
+    system_cache: RenderCache | None = None
 
     def render(self, inputs: Mapping[str, Any], builtins: Mapping[str, Any]) -> RenderedPrompt:
         """Render both templates with ``inputs`` (already bound) and the built-ins.
 
         Raises :class:`RenderFailed` naming the template file and line.
         """
-        context = {**self.globals, **inputs, **builtins, "inputs": dict(inputs)}
-        messages: list[ChatMessage] = []
-        with render_budget(self.limits):
-            if self.system is not None:
-                messages.append(ChatMessage("system", self._render(self.system, context)))
-            messages.append(ChatMessage("user", self._render(self.user, context)))
-        return RenderedPrompt(tuple(messages), dict(inputs))
+        given = dict(inputs)  # templates cannot change it: the sandbox is immutable
+        context = {**self.globals, **inputs, **builtins, "inputs": given}
+        with render_budget(self.limits) as budget:
+            system = self._system(context, budget) if self.system is not None else None
+            user = self._text(self.user, self.user_plain, context, budget)
+        if system is None:
+            return RenderedPrompt((ChatMessage("user", user),), given)
+        return RenderedPrompt((ChatMessage("system", system), ChatMessage("user", user)), given)
+
+    def _system(self, context: dict[str, Any], budget: RenderBudget) -> str:
+        assert self.system is not None
+        cache = self.system_cache
+        key = cache.key(context) if cache is not None else None
+        if key is not None:
+            assert cache is not None
+            hit = cache.entries.get(key)
+            if hit is not None:
+                text, steps, emitted = hit
+                budget.steps += steps
+                budget.emitted += emitted
+                return text
+        steps, emitted = budget.steps, budget.emitted
+        text = self._text(self.system, self.system_plain, context, budget)
+        if key is not None:
+            assert cache is not None
+            cache.store(key, text, budget.steps - steps, budget.emitted - emitted)
+        return text
+
+    def _text(
+        self,
+        template: Template,
+        plain: PlainTemplate | None,
+        context: dict[str, Any],
+        budget: RenderBudget,
+    ) -> str:
+        if plain is not None:
+            emitted = budget.emitted
+            try:
+                text = plain.render(template.environment, context, self.limits.max_output_chars)
+            except Exception:  # Jinja raises it again, with the template's file and line
+                text = None
+            if text is not None:
+                return text
+            budget.emitted = emitted
+        return self._render(template, context)
 
     def _render(self, template: Template, context: dict[str, Any]) -> str:
         limit = self.limits.max_output_chars
@@ -200,6 +375,7 @@ def compile_prompt(
         cache_size=-1,
     )
     files: list[str] = []
+    trees: dict[str, nodes.Template] = {}
 
     def load(name: str, depth: int, referrer: str | None) -> Template:
         try:
@@ -213,19 +389,55 @@ def compile_prompt(
         if filename in files:
             return template
         files.append(filename)
+        source, _, _ = loader.get_source(env, name)
+        tree = trees[filename] = env.parse(source)
         if depth < _MAX_INCLUDE_DEPTH:
-            source, _, _ = loader.get_source(env, name)
-            for ref in meta.find_referenced_templates(env.parse(source)):
+            for ref in meta.find_referenced_templates(tree):
                 if ref is not None:
                     load(ref, depth + 1, filename)
         return template
 
     compiled_system = load(system, 0, None) if system is not None else None
+    before_user = len(files)
     compiled_user = load(user, 0, None)
-    loader.seal()
-    return CompiledPrompt(
-        compiled_system, compiled_user, tuple(files), env.limits, dict(compiled_user.globals)
+    # the user template's file: the first one it loaded, or (already loaded by the
+    # system template) the one with its name
+    user_file = (
+        files[before_user]
+        if len(files) > before_user
+        else compiled_user.filename or loader.display(user)
     )
+    loader.seal()
+    system_plain = system_cache = None
+    if system is not None:
+        system_plain = PlainTemplate.of(trees[files[0]])
+        if system_plain is None:
+            system_cache = _cache_for([trees[f] for f in files[:before_user]], env.globals)
+    user_plain = PlainTemplate.of(trees[user_file])
+    return CompiledPrompt(
+        compiled_system,
+        compiled_user,
+        tuple(files),
+        env.limits,
+        dict(compiled_user.globals),
+        system_plain,
+        user_plain,
+        system_cache,
+    )
+
+
+def _cache_for(trees: list[nodes.Template], constants: Mapping[str, Any]) -> RenderCache | None:
+    """A cache for a template that uses ``trees`` (itself and every file it may include),
+    or None when one of them can render differently for the same values."""
+    names: set[str] = set()
+    for tree in trees:
+        for node in tree.find_all((nodes.Filter, nodes.Name)):
+            if isinstance(node, nodes.Filter) and node.name in _RANDOM_FILTERS:
+                return None
+            if isinstance(node, nodes.Name) and node.name in _RANDOM_GLOBALS:
+                return None
+        names |= meta.find_undeclared_variables(tree)
+    return RenderCache(tuple(sorted(names)), dict(constants))
 
 
 def _invalid(file: str, line: int, message: str) -> ManifestInvalid:

@@ -2,14 +2,14 @@
 probe and the reloader into the server, and run it on uvicorn; called by
 ``llmops.cli.serve`` (and usable from Python).
 
-Why Starlette on uvicorn: the gateway must add well under a millisecond to a model call.
-uvicorn with uvloop and httptools parses HTTP in C and handles keep-alive, graceful
-shutdown on SIGTERM (in-flight requests finish, new connections are refused) and
-back-pressure; Starlette adds routing, 405s and streaming responses for a few
-microseconds per request, and the middleware is pure ASGI (no ``BaseHTTPMiddleware``
-task hop). A raw ASGI app would save those microseconds and cost hand-written routing
-and streaming; the benchmark (``benchmarks/bench_gateway.py``) shows the time goes to
-the upstream HTTP call, not to the framework.
+Why uvicorn, and no web framework: the gateway should add well under a millisecond to a
+model call. uvicorn, run with uvloop (the event loop) and httptools (the HTTP parser),
+both in C, handles keep-alive, graceful shutdown on SIGTERM (in-flight requests finish,
+new connections are refused) and back-pressure; both are set explicitly (with the
+standard library's loop and h11 as fall-backs where they are not installed) and named in
+the "serving" log line. The application is plain ASGI (``llmops.runtime.server``): see
+there why a framework's per-request objects are not worth their cost. The benchmark is
+``benchmarks/bench_gateway.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TextIO
 
+from llmops.runtime.heap import settle_heap
 from llmops.runtime.loaded import LoadedApp
 from llmops.runtime.logs import JsonLogger
 from llmops.runtime.metrics import RuntimeMetrics
@@ -25,21 +26,9 @@ from llmops.runtime.server import AppSlot, Gateway, ReadinessProbe, ServerOption
 
 
 def provider_for(slots: Mapping[str, AppSlot]) -> Callable[[], ModelProvider]:
-    """A factory for the OpenAI-compatible client, called in the server's event loop.
-
-    Costs use the prices of the apps' current versions, so a reload that changes
-    ``spec.model.pricing`` takes effect at once.
-    """
-
-    def pricer(model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        from llmops.runtime.pricing import PriceTable
-
-        overrides = {
-            slot.current.model.name: slot.current.model.pricing
-            for slot in slots.values()
-            if slot.current.model.pricing is not None
-        }
-        return PriceTable(overrides)(model, prompt_tokens, completion_tokens)
+    """A factory for the OpenAI-compatible client, called in the server's event loop;
+    costs come from :func:`pricer_for`."""
+    pricer = pricer_for(slots)
 
     def build() -> ModelProvider:
         from llmops.adapters.openai_client import OpenAIClient
@@ -48,6 +37,37 @@ def provider_for(slots: Mapping[str, AppSlot]) -> Callable[[], ModelProvider]:
         return OpenAIClient(pricer=pricer, retry_after_cap=5.0, backoff_cap=2.0)
 
     return build
+
+
+def pricer_for(slots: Mapping[str, AppSlot]) -> Callable[[str, int, int], float]:
+    """``pricer(model, prompt_tokens, completion_tokens)`` in USD, with the prices of the
+    apps' current versions: a reload that changes ``spec.model.pricing`` takes effect at
+    once. The price table is rebuilt when a slot holds a new version, not on every call."""
+    from llmops.runtime.pricing import PriceTable
+
+    built: list[tuple[tuple[LoadedApp, ...], PriceTable]] = []
+
+    def table() -> PriceTable:
+        current = tuple(slot.current for slot in slots.values())
+        if built:
+            seen, cached = built[0]
+            if len(seen) == len(current) and all(
+                a is b for a, b in zip(seen, current, strict=True)
+            ):
+                return cached
+        overrides = {
+            loaded.model.name: loaded.model.pricing
+            for loaded in current
+            if loaded.model.pricing is not None
+        }
+        fresh = PriceTable(overrides)
+        built[:] = [(current, fresh)]
+        return fresh
+
+    def pricer(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        return table()(model, prompt_tokens, completion_tokens)
+
+    return pricer
 
 
 def probe_factory() -> ReadinessProbe:
@@ -106,6 +126,7 @@ def serve(
     """Serve until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds`` to finish."""
     import uvicorn
 
+    loop, http = _uvicorn_engines()
     logger = JsonLogger(level=log_level)
     gateway = build_gateway(loaded, load, reload=reload, logger=logger)
     if loaded.model.api_key_problem:
@@ -114,6 +135,8 @@ def serve(
         create_app(gateway),
         host=host,
         port=port,
+        loop=loop,
+        http=http,
         log_config=None,
         log_level="warning",
         access_log=False,
@@ -130,5 +153,18 @@ def serve(
         model=loaded.model.name,
         model_url=loaded.model.base_url,
         reload=reload,
+        loop=loop,
+        http=http,
     )
+    settle_heap()
     uvicorn.Server(config).run()
+
+
+def _uvicorn_engines() -> tuple[str, str]:
+    """uvicorn's event loop and HTTP parser: uvloop and httptools when installed (they
+    are, with ``uvicorn[standard]``, on Linux and macOS), else asyncio and h11."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, http

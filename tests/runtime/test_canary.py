@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llmops.runtime.canary import CANARY_RE, canary_token, contains_canary
 
 RELEASE = "support-bot@sha256:" + "ab" * 32
@@ -28,3 +30,20 @@ def test_detection_tolerates_case_and_inserted_whitespace() -> None:
     assert contains_canary(spaced, token)
     assert not contains_canary("llmops-canary-0000000000000000", token)
     assert not contains_canary("nothing to see", token)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no dash here at all, LLMOPS CANARY",
+        "see llmops-canary-",
+        "a-b-c-d-e-f",
+    ],
+)
+def test_texts_without_the_whole_token_are_not_leaks(text: str) -> None:
+    assert not contains_canary(text, canary_token("dev"))
+
+
+def test_a_token_split_by_spaces_and_case_is_still_found() -> None:
+    token = canary_token("dev")
+    assert contains_canary(f"ref: {token[:7]} \n{token[7:].upper()}", token)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from llmops.runtime.metrics import Counter, Histogram, RuntimeMetrics
 
 SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-9.e+Inf-]+$')
@@ -51,3 +53,26 @@ def test_every_line_of_the_exposition_is_well_formed() -> None:
         "llmops_upstream_errors_total",
     } <= names
     assert "llmops_requests_in_flight 1" in text
+
+
+@pytest.mark.parametrize("threadsafe", [True, False])
+def test_a_value_on_a_bound_counts_in_that_bucket(threadsafe: bool) -> None:
+    histogram = Histogram("h", "help", (), (0.1, 1.0), threadsafe=threadsafe)
+    for value in (0.1, 1.0, 1.0000001, float("nan")):
+        histogram.observe((), value)
+    assert histogram.counts[()] == [1, 1, 2]
+
+
+def test_the_servers_metrics_take_no_locks_and_count_the_same() -> None:
+    """The server's families live on its event loop: no lock, same numbers."""
+    metrics = RuntimeMetrics()
+    assert all(family._lock is None for family in metrics.families)
+    locked = Counter("x_total", "help", ("app",))
+    for counter in (metrics.requests, locked):
+        labels = ("a",) if counter is locked else ("a", "dev", "invoke", "200")
+        counter.inc(labels)
+        counter.inc(labels, 2)
+        assert counter.get(labels) == 3
+    metrics.in_flight.inc(())
+    metrics.in_flight.inc((), -1)
+    assert metrics.in_flight.get(()) == 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from llmops.runtime.pii import find_pii, luhn_ok, redact
+from llmops.runtime.pii import _EMAIL, _PHONE, _accept, _cards, _digits, find_pii, luhn_ok, redact
 
 
 @pytest.mark.parametrize(
@@ -88,3 +90,17 @@ def test_only_the_requested_kinds_and_counts_per_kind() -> None:
     redacted, counts = redact(text)
     assert redacted == "[REDACTED:email] [REDACTED:email] [REDACTED:phone] [REDACTED:card]"
     assert counts == {"email": 2, "phone": 1, "card": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789 -+()@.a²٣\n")), max_size=40))
+def test_the_short_cuts_skip_only_searches_that_find_nothing(text: str) -> None:
+    """Text with fewer than 8 digits holds no card or phone number, and text without "@"
+    no e-mail address, by the full search too: skipping it changes nothing."""
+    assert _digits(text) == sum(ch.isdigit() for ch in text)
+    if _digits(text) < 8:
+        assert _cards(text) == []
+        phones = [_PHONE.search(text, start) for start in range(len(text))]
+        assert not any(m and _accept("phone", m.group(0)) for m in phones)
+    if "@" not in text:
+        assert _EMAIL.search(text) is None

@@ -1,5 +1,6 @@
 """Rendering an app's prompt: strict undefined, built-ins, includes from the app directory
-only, templates compiled once, and errors that name the template file and line."""
+only, templates compiled once, errors that name the template file and line, and the two
+shortcuts (plain templates, the system-message cache) giving what Jinja gives."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from llmops.domain.errors import ManifestInvalid
 from llmops.runtime.errors import RenderFailed
-from llmops.runtime.render import compile_prompt
+from llmops.runtime.render import CACHE_ENTRIES, CompiledPrompt, compile_prompt
+from llmops.runtime.sandbox import RenderLimits
 
 BUILTINS = {"app": "demo", "release": "dev", "environment": "local", "canary": "llmops-canary-abc"}
 
@@ -139,10 +141,116 @@ def test_an_input_is_never_compiled_as_a_template(tmp_path: Path) -> None:
 
 
 def test_the_rendered_size_is_bounded(tmp_path: Path) -> None:
-    from llmops.runtime.sandbox import RenderLimits
-
     root = app_dir(tmp_path, {"prompts/user.j2": "{{ q }}{{ q }}"})
     prompt = compile_prompt(root, "d", None, "prompts/user.j2", RenderLimits(max_output_chars=100))
     assert len(prompt.render({"q": "x" * 50}, BUILTINS).messages[0].content) == 100
     with pytest.raises(RenderFailed, match="over the limit of 100 characters"):
         prompt.render({"q": "x" * 51}, BUILTINS)
+
+
+# -- the two shortcuts: plain templates and the system-message cache ---------------------
+
+
+def test_plain_templates_render_as_jinja_does(tmp_path: Path) -> None:
+    """Text and ``{{ name }}`` only: rendered without Jinja, to the same text (None as
+    empty text, the trailing newline dropped, values printed with ``str``)."""
+    root = app_dir(tmp_path, {"prompts/user.j2": "Q: {{ q }} / {{ n }} / {{ empty }}\n"})
+    prompt = compile_prompt(root, "manifests/demo", None, "prompts/user.j2")
+    assert prompt.user_plain is not None
+    rendered = prompt.render({"q": "{{ 7 * 7 }}", "n": -0.0, "empty": None}, BUILTINS)
+    assert rendered.messages[-1].content == "Q: {{ 7 * 7 }} / -0.0 / "
+
+
+def test_plain_templates_leave_errors_to_jinja(tmp_path: Path) -> None:
+    root = app_dir(tmp_path, {"prompts/user.j2": "line 1\nline 2 {{ missing }}\n"})
+    prompt = compile_prompt(root, "d", None, "prompts/user.j2", RenderLimits(max_value_chars=10))
+    with pytest.raises(RenderFailed) as caught:
+        prompt.render({}, BUILTINS)
+    assert (caught.value.file, caught.value.line) == ("d/prompts/user.j2", 2)
+    root = app_dir(tmp_path, {"prompts/user.j2": "a\n{{ q }}\n"})
+    prompt = compile_prompt(root, "d", None, "prompts/user.j2", RenderLimits(max_value_chars=10))
+    with pytest.raises(RenderFailed, match="the limit is 10") as caught:
+        prompt.render({"q": "x" * 11}, BUILTINS)
+    assert caught.value.line == 2
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{% if q %}{{ q }}{% endif %}", "{{ q|upper }}", "{{ self }}", "{% include 'p.j2' %}"],
+)
+def test_templates_with_more_than_names_are_not_plain(tmp_path: Path, source: str) -> None:
+    root = app_dir(tmp_path, {"prompts/user.j2": source, "p.j2": "x"})
+    assert compile_prompt(root, "d", None, "prompts/user.j2").user_plain is None
+
+
+def system_prompt(
+    tmp_path: Path, source: str, limits: RenderLimits | None = None
+) -> CompiledPrompt:
+    root = app_dir(tmp_path, {"prompts/system.j2": source, "prompts/user.j2": "{{ q }}"})
+    return compile_prompt(root, "d", "prompts/system.j2", "prompts/user.j2", limits)
+
+
+def system_text(prompt: CompiledPrompt, **inputs: object) -> str:
+    return prompt.render({"q": "", **inputs}, BUILTINS).messages[0].content
+
+
+def test_the_system_message_is_cached_by_the_values_it_reads(tmp_path: Path) -> None:
+    prompt = system_prompt(tmp_path, "{% if tier == 'pro' %}Pro{% else %}{{ tier }}{% endif %}")
+    cache = prompt.system_cache
+    assert cache is not None and cache.names == ("tier",), "only what the system reads"
+    assert system_text(prompt, tier="pro", q="a") == "Pro"
+    assert system_text(prompt, tier="pro", q="b") == "Pro"
+    assert len(cache.entries) == 1, "another question does not make another entry"
+    assert system_text(prompt, tier="free", q="a") == "free"
+    # equal in Python, printed differently: never one entry
+    assert [system_text(prompt, tier=v) for v in (1, 1.0, True, 0.0, -0.0)] == [
+        "1",
+        "1.0",
+        "True",
+        "0.0",
+        "-0.0",
+    ]
+    assert system_text(prompt, tier=[1]) == "[1]", "a list is rendered, not cached"
+    assert len(cache.entries) == 7
+
+
+def test_a_cache_hit_charges_the_render_budget(tmp_path: Path) -> None:
+    """The system message emits 60 characters, the user message 50: over a budget of 100
+    on the first render and on every later one, cached or not."""
+    prompt = system_prompt(tmp_path, "{{ tier * 60 }}", RenderLimits(max_emitted_chars=100))
+    assert prompt.system_cache is not None
+    assert system_text(prompt, tier="x", q="y" * 30) == "x" * 60
+    for _ in range(2):
+        with pytest.raises(RenderFailed, match="more than 100 characters"):
+            system_text(prompt, tier="x", q="y" * 50)
+
+
+@pytest.mark.parametrize("source", ["{{ [1, 2, 3]|random }}", "{{ lipsum(1) }}"])
+def test_templates_that_may_differ_for_the_same_values_are_not_cached(
+    tmp_path: Path, source: str
+) -> None:
+    assert system_prompt(tmp_path, source).system_cache is None
+
+
+def test_an_included_template_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    root = app_dir(
+        tmp_path,
+        {
+            "prompts/system.j2": "S {% include 'prompts/part.j2' %}",
+            "prompts/part.j2": "{{ tone }}",
+            "prompts/user.j2": "{{ q }}",
+        },
+    )
+    prompt = compile_prompt(root, "d", "prompts/system.j2", "prompts/user.j2")
+    assert prompt.system_cache is not None and prompt.system_cache.names == ("tone",)
+    assert system_text(prompt, tone="warm") == "S warm"
+    assert system_text(prompt, tone="cold") == "S cold"
+
+
+def test_the_cache_is_bounded(tmp_path: Path) -> None:
+    prompt = system_prompt(tmp_path, "{% if n %}{{ n }}{% endif %}")
+    cache = prompt.system_cache
+    assert cache is not None
+    for n in range(CACHE_ENTRIES + 10):
+        assert system_text(prompt, n=n) == (str(n) if n else "")
+    assert len(cache.entries) <= CACHE_ENTRIES

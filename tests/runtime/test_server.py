@@ -605,3 +605,63 @@ def test_a_stream_cut_by_the_backend_ends_with_an_error_event(
     assert response.status_code == 200
     events = sse(response)
     assert "[DONE]" not in events and events[-1]["error"]["type"] == "upstream"
+
+
+# -- routing details and the last-resort 500 ---------------------------------------------
+
+
+def test_a_wrong_method_names_the_allowed_ones(shared_http: httpx.Client) -> None:
+    response = shared_http.get("/v1/apps/demo/invoke")
+    assert (response.status_code, response.headers["allow"]) == (405, "POST")
+    response = shared_http.post("/metrics", json={})
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, HEAD")
+    assert error(response)["type"] == "method_not_allowed"
+
+
+def test_trailing_slashes_redirect_to_the_route(shared_http: httpx.Client) -> None:
+    response = shared_http.get("/healthz/?x=1", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{str(shared_http.base_url).rstrip('/')}/healthz?x=1"
+    response = shared_http.post("/v1/apps/demo/invoke//", json={}, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"].endswith("/v1/apps/demo/invoke")
+    assert shared_http.get("/v1/apps//invoke").status_code == 404
+
+
+def test_head_on_a_get_route(shared_http: httpx.Client) -> None:
+    response = shared_http.head("/healthz")
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-length"] == str(len(b'{"status":"ok"}'))
+
+
+class BrokenProvider:
+    """A model client with a bug: its exceptions are none of the mapped ones."""
+
+    async def complete(self, request: Any, api_key: str | None = None) -> Any:
+        raise KeyError("choices")
+
+    def stream(self, request: Any, api_key: str | None = None) -> Any:
+        raise KeyError("choices")
+
+    async def embed(self, *args: Any) -> list[list[float]]:
+        return []
+
+    async def aclose(self) -> None: ...
+
+
+def test_a_bug_is_a_json_500_and_an_error_line_never_a_traceback(
+    load: Callable[..., LoadedApp], serve: Serve, logger: JsonLogger, log_buffer: io.StringIO
+) -> None:
+    slots = {"demo": AppSlot(load("demo", model_url="http://127.0.0.1:9/v1"))}
+    served = serve(Gateway(slots=slots, provider_factory=BrokenProvider, logger=logger))
+    response = httpx.post(f"{served.url}/v1/apps/demo/invoke", json={"inputs": {"question": "hi"}})
+    assert response.status_code == 500
+    body = error(response)
+    assert body["type"] == "internal" and response.headers["x-request-id"] in body["message"]
+    (line,) = [json.loads(x) for x in log_buffer.getvalue().splitlines() if '"request"' in x]
+    assert (line["level"], line["status"], line["error"]) == ("error", 500, "internal")
+    assert line["detail"] == "KeyError: 'choices'"
+    metrics = httpx.get(f"{served.url}/metrics").text
+    assert (
+        'llmops_requests_total{app="demo",release="dev",route="invoke",status="500"} 1' in metrics
+    )
