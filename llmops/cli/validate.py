@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
+import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -19,6 +25,61 @@ def validate(path: Path, output: str, strict: bool, quiet: bool) -> None:
 
     Exit 0 when valid, 1 when a manifest is invalid, 2 when PATH cannot be read.
     """
+    with _one_shot_process():
+        _validate(path, output, strict, quiet)
+
+
+@contextlib.contextmanager
+def _one_shot_process() -> Iterator[None]:
+    """Settings for a process that validates once and exits.
+
+    - The cyclic garbage collector stays off, and when this process is the ``llmops``
+      command every object is frozen at the end: the interpreter's final collection then
+      skips them (for 500 apps that final collection alone took ~0.3 s).
+    - Pydantic plugins are off, as ``PYDANTIC_DISABLE_PLUGINS=__all__`` turns them off
+      (unless that variable is set already): the manifest models need none, and looking
+      for them scans every installed distribution's entry points (~25 ms) after importing
+      ``importlib.metadata`` (~20 ms). The module that looks is stood in for by one that
+      finds none, and only for this command.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    plugins = os.environ.get(_NO_PLUGINS)
+    stub = None
+    if plugins is None:
+        os.environ[_NO_PLUGINS] = "__all__"
+        if _PLUGIN_LOADER not in sys.modules:
+            stub = types.ModuleType(_PLUGIN_LOADER)
+            stub.get_plugins = lambda: ()  # type: ignore[attr-defined]
+            sys.modules[_PLUGIN_LOADER] = stub
+    try:
+        yield
+    finally:
+        if stub is not None and sys.modules.get(_PLUGIN_LOADER) is stub:
+            del sys.modules[_PLUGIN_LOADER]
+        if plugins is None:
+            os.environ.pop(_NO_PLUGINS, None)
+        if _process_is_the_cli():
+            gc.freeze()
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _process_is_the_cli() -> bool:
+    """Whether this process is ``llmops`` itself (it ends after the command), rather than
+    one that calls the command and goes on (a test runner, say)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None:
+        return bool(spec.name == "llmops.__main__")
+    return os.path.basename(sys.argv[0]) == "llmops"
+
+
+_NO_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
+#: pydantic's plugin discovery, imported when a model's validator is built
+_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def _validate(path: Path, output: str, strict: bool, quiet: bool) -> None:
     from llmops import api
 
     report = api.validate(path, parallel=True)

@@ -6,9 +6,10 @@ Called by ``llmops.manifests.repository`` once per app manifest.
 
 from __future__ import annotations
 
-import difflib
+import fnmatch
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from llmops.domain.models.app import TEMPLATE_BUILTINS, input_value_problem
 from llmops.domain.models.base import rel_path_problem
 from llmops.domain.repo import AppSource, SuiteSource
 from llmops.manifests.loader import MAX_MANIFEST_BYTES, MAX_TEMPLATE_BYTES, Context, Parsed
+from llmops.manifests.metaschema import surely_valid
 from llmops.manifests.templates import TemplateInfo, TemplateProblem, analyse
 from llmops.manifests.yamldoc import Mark
 
@@ -157,7 +159,8 @@ def _check_variables(ctx: Context, parsed: Parsed[LLMApp], file: str, info: Temp
     for name, line in sorted(info.variables.items()):
         if name in declared or name in TEMPLATE_BUILTINS:
             continue
-        close = difflib.get_close_matches(name, sorted(declared | set(TEMPLATE_BUILTINS)), n=1)
+        from difflib import get_close_matches
+        close = get_close_matches(name, sorted(declared | set(TEMPLATE_BUILTINS)), n=1)
         hint = f"did you mean {close[0]!r}? Otherwise " if close else ""
         ctx.report(
             file,
@@ -174,7 +177,7 @@ def _check_json_schema(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> N
     value = app.spec.guardrails.output.json_schema
     path = ("spec", "guardrails", "output", "jsonSchema")
     schema: Any = value
-    file, mark = parsed.file, parsed.doc.mark_for(path)
+    file = parsed.file
     if isinstance(value, str):
         target = ctx.referenced_file(app_dir, value, parsed, path, "JSON Schema")
         if target is None:
@@ -187,13 +190,13 @@ def _check_json_schema(ctx: Context, parsed: Parsed[LLMApp], app_dir: Path) -> N
         except json.JSONDecodeError as exc:
             ctx.report(ctx.display(target), Mark(exc.lineno, exc.colno), "", f"not valid JSON: {exc.msg}")
             return
-        file, mark = ctx.display(target), Mark(1, 1)
+        file = ctx.display(target)
     if schema is None:
         return
     if file != parsed.file:
         problem = schema_problem(schema)
         if problem:
-            ctx.report(file, mark, "", problem)
+            ctx.report(file, Mark(1, 1), "", problem)
         return
     found = _schema_error(schema)
     if found:
@@ -215,10 +218,12 @@ def schema_problem(schema: Any) -> str | None:
 
 def _schema_error(schema: Any) -> tuple[tuple[str | int, ...], str] | None:
     """Where in ``schema`` (a path) and why it is not a usable JSON Schema, or None."""
-    import jsonschema
-
     if not isinstance(schema, dict):
         return (), "a JSON Schema must be an object"
+    if surely_valid(schema):
+        return None
+    import jsonschema
+
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -267,7 +272,7 @@ def _check_suites(
     listed = {os.path.normpath(app_dir / rel) for rel in app.spec.evals}
     evals_dir = app_dir / "evals"
     if evals_dir.is_dir():
-        for stray in sorted(evals_dir.glob("*.y*ml")):
+        for stray in _glob_yaml(evals_dir):
             if os.path.normpath(stray) not in listed:
                 ctx.report(
                     ctx.display(stray),
@@ -277,6 +282,19 @@ def _check_suites(
                     "warning",
                 )
     return suites
+
+
+#: What ``Path.glob("*.y*ml")`` matches (dot files included, case-sensitive on POSIX).
+_YAML_NAME = re.compile(fnmatch.translate("*.y*ml"))
+
+
+def _glob_yaml(directory: Path) -> list[Path]:
+    """``sorted(directory.glob("*.y*ml"))`` without pathlib's selector machinery."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [directory / name for name in sorted(names) if _YAML_NAME.match(name)]
 
 
 def _check_cases(ctx: Context, parsed: Parsed[LLMApp], loaded: Parsed[EvalSuite]) -> None:
@@ -290,7 +308,8 @@ def _check_cases(ctx: Context, parsed: Parsed[LLMApp], loaded: Parsed[EvalSuite]
         for name, value in case.inputs.items():
             where = (*base, "inputs", name)
             if name not in declared:
-                close = difflib.get_close_matches(name, list(declared), n=1)
+                from difflib import get_close_matches
+                close = get_close_matches(name, list(declared), n=1)
                 hint = (
                     f"; did you mean {close[0]!r}?"
                     if close

@@ -7,6 +7,7 @@ Called by ``llmops.manifests.repository``; cross-file checks live in ``xref``.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -52,10 +53,15 @@ class Context:
         self.touched: set[str] = set()
 
     def display(self, path: Path) -> str:
-        try:
-            rel = path.relative_to(self.root).as_posix()
-        except ValueError:
-            rel = path.as_posix()
+        # ``path.relative_to(self.root).as_posix()`` (or the path itself when outside),
+        # on the string: Path objects are already normalised, and POSIX paths print as is.
+        text = os.fspath(path)
+        if text.startswith(self._root_prefix):
+            rel = text[len(self._root_prefix) :]
+        elif text == self._root_str:
+            rel = "."
+        else:
+            rel = text
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
     def report(
@@ -72,8 +78,11 @@ class Context:
 
     def read_text(self, path: Path, limit: int, what: str) -> str | None:
         """The file's text, or None after reporting why it cannot be used."""
-        file = self.display(path)
         self.touched.add(os.fspath(path))
+        raw = _read_small(path, limit)
+        if raw is not None:
+            return self._decode(path, raw, what)
+        file = self.display(path)
         try:
             size = path.stat().st_size
             if size > limit:
@@ -91,7 +100,11 @@ class Context:
         except OSError as exc:
             self.report(file, None, "", f"cannot read {what}: {exc.strerror or exc}")
             return None
+        return self._decode(path, raw, what)
+
+    def _decode(self, path: Path, raw: bytes, what: str) -> str | None:
         self.files += 1
+        file = self.display(path)
         if b"\x00" in raw:
             self.report(
                 file,
@@ -112,25 +125,42 @@ class Context:
             return None
         return text.removeprefix("\ufeff")
 
-    def inside(self, path: Path) -> bool:
+    def inside(self, path: Path, *, is_link: bool | None = None) -> bool:
         """Whether ``path``, symlinks resolved, stays inside the repository.
 
         Directories are resolved once and remembered; a file that is not itself a
-        symlink then needs one ``lstat`` instead of one per path component.
+        symlink then needs one ``lstat`` (none when the caller knows ``is_link``)
+        instead of one per path component.
         """
         try:
             text = os.fspath(path)
-            parent, name = os.path.split(text)
-            real_parent = self._real_dirs.get(parent)
-            if real_parent is None:
-                real_parent = self._real_dirs[parent] = os.path.realpath(parent or ".")
-            if name in ("", ".", "..") or os.path.islink(text):
-                real = os.path.realpath(text)
-            else:
-                real = os.path.join(real_parent, name)
+            return self._inside(text, os.path.islink(text) if is_link is None else is_link)
         except (OSError, ValueError):
             return False
+
+    def _inside(self, text: str, is_link: bool) -> bool:
+        parent, name = os.path.split(text)
+        real_parent = self._real_dir(parent)
+        if name in ("", ".", "..") or is_link:
+            real = os.path.realpath(text)
+        else:
+            real = os.path.join(real_parent, name)
         return real == self._root_str or real.startswith(self._root_prefix)
+
+    def _real_dir(self, directory: str) -> str:
+        """``os.path.realpath(directory)``, remembered; built on the parent's when the
+        directory is not a symlink itself, so each new directory costs one ``lstat``."""
+        real = self._real_dirs.get(directory)
+        if real is None:
+            head, name = os.path.split(directory)
+            if name in ("", ".") or not head or head == directory or ".." in directory:
+                real = os.path.realpath(directory or ".")
+            elif os.path.islink(directory):
+                real = os.path.realpath(directory)
+            else:
+                real = os.path.join(self._real_dir(head), name)
+            self._real_dirs[directory] = real
+        return real
 
     def referenced_file(
         self,
@@ -142,12 +172,28 @@ class Context:
     ) -> Path | None:
         """Resolve a file a manifest references; report if missing or outside the repo."""
         target = base_dir / rel
-        self.touched.add(os.fspath(target))
+        text = os.fspath(target)
+        self.touched.add(text)
+        # One lstat answers "a symlink?", "a regular file?" and "there?" for a path that
+        # is not a symlink; a symlink is followed as before.
+        try:
+            info: os.stat_result | None = os.lstat(text)
+        except (OSError, ValueError):
+            info = None
+        is_link = info is not None and stat.S_ISLNK(info.st_mode)
+        if is_link or info is None:
+            is_file, exists = os.path.isfile(text), os.path.exists(text)
+        else:
+            is_file, exists = stat.S_ISREG(info.st_mode), True
+        try:
+            inside = self._inside(text, is_link)
+        except (OSError, ValueError):
+            inside = False
         problem = None
-        if not self.inside(target):
+        if not inside:
             problem = f"{what} {rel!r} resolves outside the repository (a symlink?)"
-        elif not os.path.isfile(target):
-            if os.path.exists(target):
+        elif not is_file:
+            if exists:
                 problem = f"{what} {rel!r} is not a regular file"
             else:
                 hint = _similar_file(target)
@@ -217,6 +263,34 @@ class Context:
             self.diagnostics.extend(diagnostics_from(exc, doc, file, model))
             return Parsed(None, doc, file, path)
         return Parsed(validated, doc, file, path)
+
+
+def _read_small(path: Path, limit: int) -> bytes | None:
+    """The bytes of a regular file of at most ``limit`` bytes; None for anything else
+    (the caller then takes the slow path, which words the problem).
+
+    Plain ``os`` calls: open, fstat, read to the end, close. ``open()`` adds an isatty
+    ioctl, seeks and fstats of its own: twice the system calls, per file.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        parts = []
+        while block := os.read(fd, max(info.st_size + 1, 8192)):
+            parts.append(block)
+        return b"".join(parts)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _byte_mark(raw: bytes, offset: int) -> Mark:

@@ -8,7 +8,6 @@ fields are never echoed.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from typing import Any
@@ -171,7 +170,8 @@ def unknown_field_message(
     camel = to_camel(key) if "_" in key else None
     if camel and camel in allowed:
         return f"unknown field {key!r}; did you mean {camel!r}? (fields are camelCase)"
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    from difflib import get_close_matches
+    close = get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         return f"unknown field {key!r}; did you mean {close[0]!r}?"
     if allowed:
@@ -201,7 +201,8 @@ def message_for(error: Any, path: Path, model: type[BaseModel]) -> str:
     if kind == "literal_error":
         expected = ctx.get("expected", "")
         options = [o.strip().strip("'") for o in str(expected).replace(" or ", ", ").split(",")]
-        close = difflib.get_close_matches(str(error.get("input")), options, n=1)
+        from difflib import get_close_matches
+        close = get_close_matches(str(error.get("input")), options, n=1)
         hint = f"; did you mean {close[0]!r}?" if close and not secret else ""
         return f"must be one of {expected}{got}{hint}"
     if kind == "too_short":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import multiprocessing
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -27,9 +26,9 @@ from llmops.domain.repo import (
     ValidationReport,
 )
 from llmops.manifests.appcheck import check_app
+from llmops.manifests.forked import can_fork, forked_map
 from llmops.manifests.incremental import LoadCache
 from llmops.manifests.loader import Context, Parsed, yaml_files
-from llmops.manifests.templates import analyse
 from llmops.manifests.xref import (
     check_app_env,
     check_environment,
@@ -195,14 +194,14 @@ def check_app_dir(root: Path, prefix: str, app_dir: Path, *, pack: bool = False)
     for the trip back from a worker process (``_unpack`` validates it again).
     """
     ctx = Context(root=root, prefix=prefix)
-    candidates = [app_dir / "app.yaml", app_dir / "app.yml"]
-    existing = [c for c in candidates if c.is_file()]
-    if not existing:
+    candidates = (app_dir / "app.yaml", app_dir / "app.yml")
+    existing = next((c for c in candidates if c.is_file()), None)
+    if existing is None:
         ctx.report(
             ctx.display(app_dir), None, "", "no app.yaml in this app directory; add one or remove it"
         )
         return AppOutcome(app_dir.name, None, tuple(ctx.diagnostics), {}, 0, False, False)
-    parsed: Parsed[LLMApp] = ctx.load(existing[0], "LLMApp")
+    parsed: Parsed[LLMApp] = ctx.load(existing, "LLMApp")
     source = None
     index: dict[str, set[str]] = {}
     unloaded: list[str] = []
@@ -238,8 +237,8 @@ def _outcomes(
     """Check each app directory, in order; in forked workers for a large repository;
     with a ``cache``, in-process, reusing the outcome of every unchanged app.
 
-    Workers send their findings back as plain data: the manifests' YAML data, validated
-    again here, which costs a fraction of pickling pydantic models.
+    Forked children send their findings back as plain data: the manifests' YAML data,
+    validated again here, which costs a fraction of pickling pydantic models.
     """
     if cache is not None:
         cache.forget(app_dirs)
@@ -252,29 +251,29 @@ def _outcomes(
                 lambda outcome: outcome.touched,
             )
         return
-    workers = min(os.cpu_count() or 1, 8)
-    forkable = "fork" in multiprocessing.get_all_start_methods()
-    if not (parallel and forkable and workers > 1 and len(app_dirs) >= PARALLEL_MIN_APPS):
+    workers = min(_usable_cpus(), 8)
+    if not (parallel and can_fork() and workers > 1 and len(app_dirs) >= PARALLEL_MIN_APPS):
         for app_dir in app_dirs:
             yield check_app_dir(ctx.root, ctx.prefix, app_dir)
         return
-    # Build the validators and Jinja2's lexer once, here: the forked workers inherit them.
+    # Build the validators once, here: the forked children inherit them.
     LLMApp.model_rebuild()
     EvalSuite.model_rebuild()
-    analyse("{{ warm }}")
-    size = max(1, len(app_dirs) // (workers * 4))
-    chunks = [
-        (ctx.root, ctx.prefix, tuple(app_dirs[i : i + size])) for i in range(0, len(app_dirs), size)
-    ]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for packed in pool.imap(_check_chunk, chunks):
-            for outcome in packed:
-                yield _unpack(outcome)
+    root, prefix = ctx.root, ctx.prefix
+    yield from forked_map(
+        app_dirs,
+        lambda app_dir: check_app_dir(root, prefix, app_dir),
+        lambda app_dir: check_app_dir(root, prefix, app_dir, pack=True),
+        _unpack,
+        processes=workers,
+    )
 
 
-def _check_chunk(job: tuple[Path, str, tuple[Path, ...]]) -> list[AppOutcome]:
-    root, prefix, app_dirs = job
-    return [check_app_dir(root, prefix, app_dir, pack=True) for app_dir in app_dirs]
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _unpack(outcome: AppOutcome) -> AppOutcome:
@@ -298,10 +297,18 @@ def _app_dirs(ctx: Context, manifests_dir: Path) -> list[Path]:
     if not manifests_dir.is_dir():
         return []
     found = []
-    for child in sorted(manifests_dir.iterdir()):
-        if child.name.startswith(".") or not child.is_dir():
+    # scandir: each entry's type comes with the listing, with no stat per app directory.
+    with os.scandir(manifests_dir) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_dir():
             continue
-        if not ctx.inside(child):
+        child = manifests_dir / entry.name
+        try:
+            is_link: bool | None = entry.is_symlink()
+        except OSError:
+            is_link = None
+        if not ctx.inside(child, is_link=is_link):
             ctx.report(ctx.display(child), None, "", "app directory is a symlink out of the repository")
             continue
         found.append(child)

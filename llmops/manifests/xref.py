@@ -6,7 +6,6 @@ Called by ``llmops.manifests.repository`` after every file has been loaded.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -27,11 +26,16 @@ SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
 )
 _ANY_SECRET = re.compile("|".join(f"(?:{p.pattern})" for p in SECRET_PATTERNS))
+#: Literal text every pattern above needs: a cheap test before the regular expression.
+_SECRET_PARTS = (
+    "sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "AKIA", "xox", "-----BEGIN ",
+)  # fmt: skip
 _SECRETISH_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?$", re.I)
 
 
 def _hint(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name, options, n=1)
+    from difflib import get_close_matches
+    close = get_close_matches(name, options, n=1)
     return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(options)) or 'none'})"
 
 
@@ -179,6 +183,11 @@ def scan_secrets(ctx: Context, parsed: Parsed[Any]) -> None:
     """Report any value shaped like a known credential; the value is never echoed."""
     if parsed.doc is None:
         return
+    # One look over every string (NUL-separated: no pattern matches across a NUL) rules
+    # out nearly every file at once; only a hit needs the walk with paths.
+    text = "\x00".join(_values(parsed.doc.data))
+    if not any(part in text for part in _SECRET_PARTS) or not _ANY_SECRET.search(text):
+        return
     reported = {(d.file, d.path) for d in ctx.diagnostics}
     for path, value in _strings(parsed.doc.data, ()):
         if (parsed.file, dotted(path)) in reported:
@@ -191,6 +200,21 @@ def scan_secrets(ctx: Context, parsed: Parsed[Any]) -> None:
                 "looks like a credential (value not shown); never commit secrets: remove it, "
                 "rotate it, and reference it with {env: NAME} or {file: PATH}",
             )
+
+
+def _values(data: Any) -> list[str]:
+    """Every string value in ``data`` (not the keys), in no particular order."""
+    found: list[str] = []
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def _strings(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:

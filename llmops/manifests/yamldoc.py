@@ -333,42 +333,89 @@ class _EventBuilder:
                 raise _Fallback
             if not event.implicit[0]:
                 return event.value
-            tag = self.loader.resolve(ScalarNode, event.value, event.implicit)
-            if tag == _STR:
-                return event.value
-            builder = _SCALAR_BUILDERS.get(tag)
-            if builder is None:
-                raise _Fallback
-            try:
-                return builder(ScalarNode(tag, event.value))
-            except (ValueError, yaml.YAMLError):
-                raise _Fallback from None
+            return _plain(event.value)
+        get_event = self.get_event
         if cls is MappingStartEvent:
             if event.tag is not None:
                 raise _Fallback
             result: dict[str, Any] = {}
-            get_event = self.get_event
             while True:
                 key = get_event()
-                if key.__class__ is MappingEndEvent:
-                    return result
-                if key.__class__ is not ScalarEvent or key.anchor is not None or key.tag is not None:
+                if key.__class__ is not ScalarEvent:
+                    if key.__class__ is MappingEndEvent:
+                        return result
+                    raise _Fallback
+                if key.anchor is not None or key.tag is not None:
                     raise _Fallback
                 name = key.value
                 if name in result or (name == "<<" and key.implicit[0]):
                     raise _Fallback
-                result[name] = self.value(get_event(), depth + 1)
+                item = get_event()
+                if item.__class__ is ScalarEvent and item.anchor is None and item.tag is None:
+                    # A plain value, the commonest case, without the call.
+                    self.count += 1
+                    if depth >= MAX_DEPTH or self.count > MAX_NODES:
+                        raise _Fallback
+                    result[name] = _plain(item.value) if item.implicit[0] else item.value
+                else:
+                    result[name] = self.value(item, depth + 1)
         if cls is SequenceStartEvent:
             if event.tag is not None:
                 raise _Fallback
             items: list[Any] = []
-            get_event = self.get_event
             while True:
                 item = get_event()
-                if item.__class__ is SequenceEndEvent:
+                if item.__class__ is ScalarEvent and item.anchor is None and item.tag is None:
+                    self.count += 1
+                    if depth >= MAX_DEPTH or self.count > MAX_NODES:
+                        raise _Fallback
+                    items.append(_plain(item.value) if item.implicit[0] else item.value)
+                elif item.__class__ is SequenceEndEvent:
                     return items
-                items.append(self.value(item, depth + 1))
+                else:
+                    items.append(self.value(item, depth + 1))
         raise _Fallback
+
+
+#: Short plain scalars already read, by their text (values are immutable: str, int,
+#: float, bool, None); bounded so a long-running process does not grow it without end.
+_PLAIN: dict[str, Any] = {}
+_PLAIN_MAX = 20_000
+_PLAIN_LONGEST = 64
+
+
+def _plain(text: str) -> Any:
+    """The value of an untagged plain scalar, resolved as YAML 1.1 (via ``_RESOLVERS``)."""
+    try:
+        return _PLAIN[text]
+    except KeyError:
+        pass
+    tag = _STR
+    if text:
+        for candidate, regexp in _RESOLVERS.get(text[0], ()):
+            if regexp.match(text):
+                tag = str(candidate)
+                break
+    else:
+        for candidate, regexp in _EMPTY_RESOLVERS:
+            if regexp.match(text):
+                tag = str(candidate)
+                break
+    if tag == _STR:
+        value: Any = text
+    else:
+        builder = _SCALAR_BUILDERS.get(tag)
+        if builder is None:
+            raise _Fallback
+        try:
+            value = builder(ScalarNode(tag, text))
+        except (ValueError, yaml.YAMLError):
+            raise _Fallback from None
+    if len(text) <= _PLAIN_LONGEST:
+        if len(_PLAIN) >= _PLAIN_MAX:
+            _PLAIN.clear()
+        _PLAIN[text] = value
+    return value
 
 
 _STR, _SEQ, _MAP, _MERGE = _TAG + "str", _TAG + "seq", _TAG + "map", _TAG + "merge"

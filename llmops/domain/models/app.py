@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from llmops.domain.ids import IDENTIFIER_RE
-from llmops.domain.models.base import Metadata, Quantity, Regex, RelPath, Strict
+from llmops.domain.models.base import Metadata, Quantity, Regex, RelPath, Strict, empty_list
 from llmops.domain.models.secrets import SecretRef
 
 Provider = Literal["openai", "openai-compatible", "vllm", "ollama", "llamacpp", "stub"]
@@ -61,7 +61,7 @@ class ModelParams(Strict):
         default=None, ge=-2, le=2, description="Frequency penalty."
     )
     seed: int | None = Field(default=None, description="Seed for providers that support it.")
-    stop: list[str] = Field(default_factory=list, max_length=4, description="Stop sequences.")
+    stop: list[str] = Field(default_factory=empty_list, max_length=4, description="Stop sequences.")
     response_format: Literal["text", "json_object"] | None = Field(
         default=None, description="Ask the provider for plain text or a JSON object."
     )
@@ -176,7 +176,7 @@ class InputSpec(Strict):
     min_length: int | None = Field(default=None, ge=0, description="Shortest accepted string.")
     minimum: float | None = Field(default=None, description="Smallest accepted number.")
     maximum: float | None = Field(default=None, description="Largest accepted number.")
-    enum: list[Any] = Field(default_factory=list, description="The only accepted values, if set.")
+    enum: list[Any] = Field(default_factory=empty_list, description="The only accepted values, if set.")
 
     @property
     def is_required(self) -> bool:
@@ -228,7 +228,7 @@ class InputGuardrails(Strict):
         default=16000, ge=1, description="Longest accepted total length of all string inputs."
     )
     deny_patterns: list[Regex] = Field(
-        default_factory=list, description="Regular expressions; a match rejects the request."
+        default_factory=empty_list, description="Regular expressions; a match rejects the request."
     )
     injection_heuristics: bool = Field(
         default=True, description="Reject inputs that look like prompt-injection attempts."
@@ -252,7 +252,7 @@ class OutputGuardrails(Strict):
         default=True, description="Block replies that contain the release's canary token."
     )
     redact_pii: list[PiiKind] = Field(
-        default_factory=list, description="PII kinds replaced by [REDACTED:<kind>] in replies."
+        default_factory=empty_list, description="PII kinds replaced by [REDACTED:<kind>] in replies."
     )
     max_length: int | None = Field(default=None, ge=1, description="Longest accepted reply.")
 
@@ -313,7 +313,7 @@ class AppSpec(Strict):
     guardrails: Guardrails = Field(default_factory=Guardrails, description="Input/output checks.")
     serving: Serving = Field(default_factory=Serving, description="Deployment settings.")
     evals: list[RelPath] = Field(
-        default_factory=list, description="EvalSuite files this app must pass, relative to the app."
+        default_factory=empty_list, description="EvalSuite files this app must pass, relative to the app."
     )
 
 

@@ -7,8 +7,7 @@ parsed once into these models; nothing downstream sees raw dicts.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -59,12 +58,16 @@ def rel_path_problem(value: str) -> str | None:
         return "use '/' as the path separator, not '\\'"
     if "\x00" in value:
         return "must not contain a NUL byte"
-    pure = PurePosixPath(value)
-    if pure.is_absolute() or re.match(r"^[A-Za-z]:", value):
+    # As PurePosixPath sees it, on the string: absolute when it starts with '/', and
+    # its parts are the '/'-separated segments ('' and '.' dropped, '..' kept).
+    if value.startswith("/") or _DRIVE_RE.match(value):
         return f"must be relative to the manifest's directory, not absolute ({value})"
-    if ".." in pure.parts:
+    if ".." in value.split("/"):
         return f"must stay inside the repository: '..' is not allowed ({value})"
     return None
+
+
+_DRIVE_RE = re.compile(r"[A-Za-z]:")
 
 
 def _rel_path(value: str) -> str:
@@ -125,6 +128,12 @@ def _quantity(value: str) -> str:
             {"value": repr(value)},
         )
     return value
+
+
+def empty_list() -> list[Any]:
+    """``default_factory`` of list fields: with ``list`` itself pydantic reads the text
+    signature of a builtin, which imports and compiles ``tokenize`` (~8 ms per process)."""
+    return []
 
 
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]

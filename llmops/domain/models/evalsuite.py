@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from llmops.domain.ids import CASE_ID_RE
-from llmops.domain.models.base import Metadata, RelPath, Strict
+from llmops.domain.models.base import Metadata, RelPath, Strict, empty_list
 
 BaseAssertionType = Literal[
     "equals",
@@ -129,9 +129,9 @@ class Case(Strict):
     description: str = Field(default="", description="What the case checks.")
     inputs: dict[str, Any] = Field(default_factory=dict, description="Prompt input values.")
     assert_: list[Assertion] = Field(
-        default_factory=list, alias="assert", description="Checks on the reply."
+        default_factory=empty_list, alias="assert", description="Checks on the reply."
     )
-    tags: list[str] = Field(default_factory=list, description="Labels for filtering and reports.")
+    tags: list[str] = Field(default_factory=empty_list, description="Labels for filtering and reports.")
     weight: float = Field(default=1.0, gt=0, description="Weight in the suite's pass rate.")
     required: bool = Field(
         default=False, description="Must pass whatever the pass rate (e.g. security cases)."
@@ -154,7 +154,7 @@ class SuiteDefaults(Strict):
 
     inputs: dict[str, Any] = Field(default_factory=dict, description="Default inputs.")
     assert_: list[Assertion] = Field(
-        default_factory=list, alias="assert", description="Assertions added to every case."
+        default_factory=empty_list, alias="assert", description="Assertions added to every case."
     )
 
 
@@ -167,7 +167,7 @@ class SuiteSpec(Strict):
         default=None,
         description="A JSONL, CSV or YAML file of cases, relative to the suite file's directory.",
     )
-    cases: list[Case] = Field(default_factory=list, description="Inline cases.")
+    cases: list[Case] = Field(default_factory=empty_list, description="Inline cases.")
 
     @model_validator(mode="after")
     def _has_cases(self) -> SuiteSpec:

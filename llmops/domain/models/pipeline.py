@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from llmops.domain.models.base import DnsLabel, Duration, Metadata, RelPath, Strict
+from llmops.domain.models.base import DnsLabel, Duration, Metadata, RelPath, Strict, empty_list
 
 
 class Archive(Strict):
@@ -27,7 +27,7 @@ class Archive(Strict):
 class Gate(Strict):
     """What a release must show to enter a stage."""
 
-    suites: list[str] = Field(default_factory=list, description="EvalSuite names to run.")
+    suites: list[str] = Field(default_factory=empty_list, description="EvalSuite names to run.")
     min_pass_rate: float = Field(
         default=1.0, ge=0, le=1, description="Weighted pass rate needed (Wilson lower bound with repeats)."
     )
@@ -36,7 +36,7 @@ class Gate(Strict):
     )
     repeats: int = Field(default=1, ge=1, le=50, description="Samples per case.")
     required_cases: list[str] = Field(
-        default_factory=list, description="Cases ('suite/case') that must pass, besides required: true."
+        default_factory=empty_list, description="Cases ('suite/case') that must pass, besides required: true."
     )
     max_cost_usd: float | None = Field(default=None, ge=0, description="Ceiling on the eval's cost.")
 
