@@ -222,12 +222,21 @@ def _schema_error(schema: Any) -> tuple[tuple[str | int, ...], str] | None:
         return (), "a JSON Schema must be an object"
     if surely_valid(schema):
         return None
+    dialect = schema.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):
+        return ("$schema",), (
+            "not a valid JSON Schema: $schema must be the URI of a dialect, e.g. "
+            f"https://json-schema.org/draft/2020-12/schema (got {type(dialect).__name__})"
+        )
     import jsonschema
 
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         return tuple(exc.absolute_path), f"not a valid JSON Schema: {exc.message}"
+    except (RecursionError, TypeError, ValueError, LookupError) as exc:
+        # a schema the checker itself cannot walk (nested too deep, odd types)
+        return (), f"not a usable JSON Schema: {type(exc).__name__}: {exc}"[:300]
     return None
 
 
