@@ -1165,32 +1165,15 @@ class _Pool:
                 conn.got_data = False
                 assert conn.transport is not None
                 conn.transport.write(data)
-                buf = conn.buf
-                start = 0
                 try:
                     if conn.write_paused:
                         await conn.drain()
-                    while True:
-                        end = buf.find(b"\r\n\r\n", start)
-                        if end >= 0:
-                            break
-                        if len(buf) > limit:
-                            raise TooLarge(f"the response head is over {limit:,} bytes")
-                        if conn.eof:
-                            raise conn.lost_error("before the response head ended" if buf else None)
-                        start = max(0, len(buf) - 3)
-                        await conn.wait()
+                    return conn, await conn.read_head(limit)
                 except ConnectionLost:
                     if retried or not conn.reused or conn.got_data:
                         raise
                     retried = True
                     conn = await self.replace(conn)
-                    continue
-                if end > limit:
-                    raise TooLarge(f"the response head is over {limit:,} bytes")
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                return conn, head
         except BaseException:
             self.discard(conn)
             raise
