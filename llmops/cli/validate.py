@@ -48,7 +48,7 @@ def _one_shot_process() -> Iterator[None]:
     stub = None
     if plugins is None:
         os.environ[_NO_PLUGINS] = "__all__"
-        if _PLUGIN_LOADER not in sys.modules:
+        if _PLUGIN_LOADER not in sys.modules and _loader_shape_known():
             stub = types.ModuleType(_PLUGIN_LOADER)
             stub.get_plugins = lambda: ()  # type: ignore[attr-defined]
             sys.modules[_PLUGIN_LOADER] = stub
@@ -63,6 +63,14 @@ def _one_shot_process() -> Iterator[None]:
             gc.freeze()
         if gc_was_enabled:
             gc.enable()
+
+
+def _loader_shape_known() -> bool:
+    """Whether this pydantic's plugin loader is the one the stand-in replaces: pydantic 2
+    asks it only for ``get_plugins()``. Another major version keeps its own loader."""
+    from pydantic.version import VERSION
+
+    return VERSION.startswith("2.")
 
 
 def _process_is_the_cli() -> bool:
