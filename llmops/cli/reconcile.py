@@ -110,6 +110,13 @@ def exit_code(result: Any) -> int:
 )
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
 @click.option("--env", "env", help="Only this environment (and the promotion into it).")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="NAME",
+    help="Only this app (repeatable); the others keep what runs and their pins.",
+)
 @click.option("--dry-run", is_flag=True, help="Print what a pass would do; change nothing.")
 @click.option(
     "--interval",
@@ -152,6 +159,7 @@ def reconcile(
     path: Path,
     once: bool,
     env: str | None,
+    apps: tuple[str, ...],
     dry_run: bool,
     interval: float,
     model_url: str | None,
@@ -172,8 +180,14 @@ def reconcile(
 
     if model_url is not None and not model_url.startswith(("http://", "https://")):
         raise UsageError(f"--model-url must be an http(s) URL (got {model_url!r})")
+    _check_apps(path, apps)
     options = ReconcileOptions(
-        env=env, dry_run=dry_run, model_url=model_url, timeout=timeout, grace=grace
+        env=env,
+        dry_run=dry_run,
+        model_url=model_url,
+        timeout=timeout,
+        grace=grace,
+        apps=frozenset(apps) if apps else None,
     )
     progress = (lambda line: click.echo(f"  {line}")) if output == "text" else (lambda line: None)
     world = ReconcileWorld(progress=progress)
@@ -205,3 +219,20 @@ def reconcile(
             path, options, world, interval=interval, stop=stop, on_pass=show, on_error=failed
         )
     click.echo(f"stopped after {passes} pass{'es' if passes != 1 else ''}", err=True)
+
+
+def _check_apps(root: Path, apps: tuple[str, ...]) -> None:
+    """Every ``--app`` names an app directory of the repository (manifests/<app>/app.yaml)."""
+    from llmops.domain.errors import UsageError
+
+    manifests = root / "manifests"
+    unknown = [a for a in apps if not (manifests / a / "app.yaml").is_file()]
+    if unknown:
+        known = (
+            sorted(d.name for d in manifests.iterdir() if (d / "app.yaml").is_file())
+            if manifests.is_dir()
+            else []
+        )
+        raise UsageError(
+            f"--app {unknown[0]}: no such app in {manifests} (apps: {', '.join(known) or 'none'})"
+        )

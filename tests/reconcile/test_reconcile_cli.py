@@ -84,3 +84,29 @@ def test_not_a_git_repository(tmp_path: Path) -> None:
     result = llmops("reconcile", str(tmp_path), "--once")
     assert result.returncode == 2
     assert "not inside a git repository" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_app_filter_reconciles_one_app_and_refuses_an_unknown_one(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    try:
+        unknown = llmops("reconcile", str(repo), "--once", "--app", "nope")
+        assert unknown.returncode == 2, unknown.stdout + unknown.stderr
+        assert "--app nope: no such app" in unknown.stderr
+        assert "summarizer, support-bot" in unknown.stderr
+        assert "Traceback" not in unknown.stderr
+        assert not (repo / ".llmops" / "archive").exists()  # nothing archived
+
+        one = llmops(
+            "reconcile", str(repo), "--once", "--env", "dev", "--app", "summarizer",
+            "--model-url", stub.url, "-o", "json",
+        )  # fmt: skip
+        assert one.returncode == 0, one.stdout + one.stderr
+        result = json.loads(one.stdout)
+        apps = {a["app"] for s in result["stages"] for a in s["apps"]}
+        assert apps == {"summarizer"}
+        deployed = {e.app for e in archive_of(repo).entries() if e.event == "deployed"}
+        assert deployed == {"summarizer"}
+    finally:
+        stop_targets(repo)
