@@ -370,3 +370,29 @@ def test_the_controller_runs_the_reconciler_on_start_and_on_a_push(tmp_path: Pat
                 controller.kill()
             stub.terminate()
             stub.wait(10)
+
+
+def test_the_reconciler_pass_leaves_apps_in_backoff_alone_and_stops_when_asked(
+    tmp_path: Path,
+) -> None:
+    from llmops.controller.types import PassRequest
+    from tests.reconcile.recon_helpers import archive_of, make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    # no model answers: every case of a gate errs, so the gate fails
+    run = reconciler_pass(
+        str(repo), branch=None, workdir=None, model_url=f"http://127.0.0.1:{closed_port()}/v1"
+    )
+    dev = frozenset({"dev"})
+
+    stopped = run(PassRequest(environments=dev, should_stop=lambda: True))
+    assert stopped.environments == () and stopped.gate_failures == ()
+    assert not (repo / ".llmops" / "archive").exists()
+
+    left_alone = run(PassRequest(environments=dev, exclude=frozenset({"summarizer"})))
+    assert {g.app for g in left_alone.gate_failures} == {"support-bot"}
+    assert {e.app for e in archive_of(repo).entries()} == {"support-bot"}
+
+    alone = run(PassRequest(apps=frozenset({"summarizer"}), environments=dev))
+    assert {g.app for g in alone.gate_failures} == {"summarizer"}
+    assert {e.app for e in archive_of(repo).entries()} == {"support-bot", "summarizer"}
