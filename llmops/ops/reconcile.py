@@ -209,6 +209,7 @@ def reconcile_pass(
     try:
         run.run()
     finally:
+        run.close()
         if not options.dry_run:
             run.head_cache.save()
     settled = run.settled()
@@ -561,6 +562,13 @@ class _Pass:
         if self._remote_git is None:
             self._remote_git = GitWorkTree(self.root)
         return self._remote_git
+
+    def close(self) -> None:
+        """Close the code host's client this pass opened (its pooled connections)."""
+        close = getattr(self._pulls, "close", None)
+        if callable(close):
+            close()
+        self._pulls = None
 
     def pulls(self) -> PullRequests | None:
         """The code host's client for pull requests (GitHub, with GITHUB_TOKEN), if any."""

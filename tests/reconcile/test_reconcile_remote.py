@@ -96,3 +96,43 @@ def test_a_diverged_branch_stops_the_pass(tmp_path: Path) -> None:
     with pytest.raises(LlmopsError, match="cannot fast-forward"):
         reconcile_pass(seed, ReconcileOptions(), ReconcileWorld(environ={}))
     assert not (seed / ".llmops" / "archive").exists()
+
+
+def test_a_pass_opens_pull_requests_with_the_code_host_client_and_closes_it(
+    tmp_path: Path, stub: StubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops.adapters import github
+
+    class Recording(github.FakePullRequests):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    made: list[Recording] = []
+
+    def client_from_env(url: str, environ: object, **options: object) -> Recording:
+        made.append(Recording())
+        return made[-1]
+
+    monkeypatch.setattr(github, "client_from_env", client_from_env)
+    seed = make_repo(tmp_path / "seed")
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "--quiet", "--bare", "-b", "main", str(bare))
+    git(seed, "remote", "add", "origin", str(bare))
+    git(seed, "push", "--quiet", "-u", "origin", "main")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", str(bare), str(clone))
+    for key, value in (("user.name", "Reconciler"), ("user.email", "r@example.com")):
+        git(clone, "config", key, value)
+    world = ReconcileWorld(environ={"GITHUB_TOKEN": "a-test-token"})
+    try:
+        result = reconcile_pass(clone, ReconcileOptions(model_url=stub.url, timeout=60), world)
+        assert result.ok, result.to_json()
+        assert len(made) == 1 and made[0].closed  # one client per pass, closed at its end
+        assert {p.head for p in made[0].pulls} == {
+            "llmops/promote/prod/support-bot",
+            "llmops/promote/prod/summarizer",
+        }
+    finally:
+        stop_targets(clone)
