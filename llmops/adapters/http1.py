@@ -1417,11 +1417,7 @@ class HttpClient:
         """One request, its response read whole; connect, send and read within ``timeout``
         seconds. ``headers``: extra header lines (:func:`header_lines`); ``body`` None sends
         no Content-Length (GET), bytes (even empty) do."""
-        loop = asyncio.get_running_loop()
-        pools = self._loops.get(loop)
-        if pools is None or pools.closed:
-            pools = await self._start(loop)
-        pool = pools.pools.get(endpoint.key) or pools.add(endpoint)
+        pool = await self._pool(endpoint)
         data = endpoint.message(method, headers, body)
         head_request = method == b"HEAD"
         if timeout is None:
@@ -1445,13 +1441,17 @@ class HttpClient:
     ) -> StreamResponse:
         """One request; the response as soon as its head arrived, its body to be read as it
         comes. Getting a connection, and each wait for data, may take ``timeout`` seconds."""
+        pool = await self._pool(endpoint)
+        data = endpoint.message(method, headers, body)
+        return await pool.open(data, method == b"HEAD", timeout)
+
+    async def _pool(self, endpoint: Endpoint) -> _Pool:
+        """The running loop's pool for ``endpoint``'s origin, made on first use."""
         loop = asyncio.get_running_loop()
         pools = self._loops.get(loop)
         if pools is None or pools.closed:
             pools = await self._start(loop)
-        pool = pools.pools.get(endpoint.key) or pools.add(endpoint)
-        data = endpoint.message(method, headers, body)
-        return await pool.open(data, method == b"HEAD", timeout)
+        return pools.pools.get(endpoint.key) or pools.add(endpoint)
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> _LoopPools:
         """This loop's pools, made now; they close with the loop if not before."""

@@ -18,7 +18,8 @@ from llmops.reconcile import conditions as c
 from llmops.stub.runner import StubServer
 
 
-def test_promotions_go_to_the_remote(tmp_path: Path, stub: StubServer) -> None:
+def _with_remote(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The example pushed to a bare remote, and the reconciler's clone of it."""
     seed = make_repo(tmp_path / "seed")
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "--quiet", "--bare", "-b", "main", str(bare))
@@ -28,6 +29,11 @@ def test_promotions_go_to_the_remote(tmp_path: Path, stub: StubServer) -> None:
     git(tmp_path, "clone", "--quiet", str(bare), str(clone))
     for key, value in (("user.name", "Reconciler"), ("user.email", "r@example.com")):
         git(clone, "config", key, value)
+    return seed, bare, clone
+
+
+def test_promotions_go_to_the_remote(tmp_path: Path, stub: StubServer) -> None:
+    seed, bare, clone = _with_remote(tmp_path)
     # someone else pushes a commit the reconciler has not seen
     readme = seed / "NOTES.md"
     readme.write_text("notes\n")
@@ -116,15 +122,7 @@ def test_a_pass_opens_pull_requests_with_the_code_host_client_and_closes_it(
         return made[-1]
 
     monkeypatch.setattr(github, "client_from_env", client_from_env)
-    seed = make_repo(tmp_path / "seed")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "--quiet", "--bare", "-b", "main", str(bare))
-    git(seed, "remote", "add", "origin", str(bare))
-    git(seed, "push", "--quiet", "-u", "origin", "main")
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "--quiet", str(bare), str(clone))
-    for key, value in (("user.name", "Reconciler"), ("user.email", "r@example.com")):
-        git(clone, "config", key, value)
+    _, _, clone = _with_remote(tmp_path)
     world = ReconcileWorld(environ={"GITHUB_TOKEN": "a-test-token"})
     try:
         result = reconcile_pass(clone, ReconcileOptions(model_url=stub.url, timeout=60), world)
