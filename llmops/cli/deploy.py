@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from llmops.cli.options import rollout_grace, rollout_timeout
 from llmops.cli.output import echo_json, short_release
 
 _path = click.option(
@@ -136,20 +137,8 @@ def plan(
 @_output
 @_model_url
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-@click.option(
-    "--timeout",
-    default=120.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Seconds each app may take to become ready.",
-)
-@click.option(
-    "--grace",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds the old colour keeps serving after traffic moved.",
-)
+@rollout_timeout
+@rollout_grace
 @click.option("--no-verify", is_flag=True, help="Skip the stage's post-deploy smoke eval.")
 def apply(
     env: str,

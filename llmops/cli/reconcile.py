@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from llmops.cli.options import rollout_grace, rollout_timeout
 from llmops.cli.output import echo_json, short_release
 
 _ATTENTION = ("Waiting", "Degraded", "Failed")
@@ -130,20 +131,8 @@ def exit_code(result: Any) -> int:
     help="Point gates, deployed apps and verifies at this OpenAI-compatible base URL "
     "(e.g. the stub model) unless an environment names an endpoint.",
 )
-@click.option(
-    "--timeout",
-    default=120.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Seconds each app may take to become ready.",
-)
-@click.option(
-    "--grace",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds the old colour keeps serving after traffic moved.",
-)
+@rollout_timeout
+@rollout_grace
 @click.option(
     "-v", "--verbose", is_flag=True, help="A note for every app, not only those waiting or failing."
 )

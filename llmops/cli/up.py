@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from llmops.cli.options import rollout_timeout
 from llmops.cli.output import echo_json, short_release
 
 if TYPE_CHECKING:
@@ -44,13 +45,7 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Rules for the stub model (default: stub-rules.yaml or demo/stub-rules.yaml in PATH, if present).",
 )
-@click.option(
-    "--timeout",
-    default=120.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Seconds each app may take to become ready.",
-)
+@rollout_timeout
 @click.option("--down", is_flag=True, help="Stop every process llmops up started for PATH.")
 @click.option(
     "-o",
