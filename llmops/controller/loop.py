@@ -283,7 +283,10 @@ class Loop:
     def _request(self, items: list[Work]) -> PassRequest:
         now = self.clock()
         keys = {w.key for w in items}
-        trigger = max((w.trigger for w in items), key=lambda t: _TRIGGER_RANK[t])
+        # a pass over every app is named by what asked for every app (a poll that
+        # happens to take a due retry along is still a poll)
+        whole = [w for w in items if w.key == ALL] or items
+        trigger = max((w.trigger for w in whole), key=lambda t: _TRIGGER_RANK[t])
         commit = next((w.commit for w in items if w.commit), None)
         with self._lock:
             backing_off = frozenset(a for a, t in self._retry_at.items() if t > now)

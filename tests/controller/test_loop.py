@@ -336,3 +336,17 @@ def test_a_retry_hint_lengthens_the_backoff() -> None:
     loop.run_once([Work(ALL, "poll")])
     assert loop.metrics.backoff.get(("x",)) == 30
     assert loop.queue.delayed() == 1
+
+
+def test_a_poll_that_takes_a_due_retry_along_is_a_poll_over_every_app() -> None:
+    seen: list[PassRequest] = []
+
+    def fn(request: PassRequest) -> PassOutcome:
+        seen.append(request)
+        return PassOutcome()
+
+    loop = Loop(fn, NoElection(), logger=JsonLogger(io.StringIO()))
+    loop.run_once([Work(ALL, "poll"), Work("x", "retry")])
+    loop.run_once([Work("x", "retry"), Work("y", "webhook")])
+    assert (seen[0].trigger, seen[0].apps) == ("poll", None)
+    assert (seen[1].trigger, seen[1].apps) == ("webhook", frozenset({"x", "y"}))
