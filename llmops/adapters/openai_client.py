@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import http
-import json
 import logging
 import random
 import re
@@ -69,6 +68,7 @@ from llmops.adapters.openai_wire import (
 )
 from llmops.adapters.retry import RETRYABLE_STATUS, backoff_delay, parse_retry_after
 from llmops.adapters.sse import LineSplitter, LineTooLong, SSEDecoder
+from llmops.domain import jsoncodec
 from llmops.domain.chat import ChatRequest, ChatResponse, Usage
 from llmops.domain.errors import Permanent, Retryable
 
@@ -91,7 +91,6 @@ _HINTS = {
 _MAX_TARGETS = 256
 
 #: The JSON httpx sent: compact, UTF-8, no NaN; one encoder for every call.
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 _USERINFO = re.compile(r"(?<=//)[^/?#]*@")  # user:password@ (up to the last @)
 
@@ -563,7 +562,7 @@ def _auth_lines(api_key: str | None, target: _Target) -> bytes:
 def _json_payload(body: dict[str, Any], target: _Target, api_key: str | None) -> bytes:
     """``body`` as compact UTF-8 JSON (the bytes httpx sent), encoded once per call."""
     try:
-        text = _JSON.encode(body)
+        return jsoncodec.dumps(body)
     except (TypeError, ValueError) as exc:
         raise Permanent(
             redact(
@@ -572,7 +571,6 @@ def _json_payload(body: dict[str, Any], target: _Target, api_key: str | None) ->
                 api_key,
             )
         ) from None
-    return text.encode()
 
 
 def _check_status(

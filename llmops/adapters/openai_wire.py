@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from llmops.domain import jsoncodec
 from llmops.domain.chat import ChatRequest
 
 #: Longest piece of a provider's error text or body quoted in our messages.
@@ -92,9 +93,15 @@ def error_text(body: bytes) -> str:
 
 
 def _json_object(body: bytes | str, what: str) -> dict[str, Any]:
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    text = ""
+
+    def standard() -> Any:
+        nonlocal text
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        return json.loads(text)
+
     try:
-        data = json.loads(text)
+        data = jsoncodec.loads_or(body, standard)
     except json.JSONDecodeError as exc:
         start = quote(text, 80) if text.strip() else "(empty body)"
         raise WireError(f"{what} is not valid JSON ({exc.msg}; body starts: {start})") from exc

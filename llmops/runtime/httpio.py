@@ -30,6 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from llmops.domain import jsoncodec
 from llmops.domain.errors import ExternalError, Retryable
 from llmops.runtime.chatcompat import ChatRequestInvalid
 from llmops.runtime.errors import GuardrailBlocked, InputRejected, RenderFailed
@@ -85,13 +86,12 @@ class HttpProblem(Exception):
 
 
 #: Starlette's ``JSONResponse`` encoding (compact, UTF-8, NaN refused), made once.
-_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 JSON_TYPE = b"application/json"
 
 
 def encode_json(value: Any) -> bytes:
     """``value`` as a compact UTF-8 JSON body; ``ValueError`` for NaN or infinity."""
-    return _JSON_ENCODER.encode(value).encode("utf-8")
+    return jsoncodec.dumps(value)
 
 
 class Reply:
@@ -254,8 +254,11 @@ async def read_json(
     if not raw.strip():
         raise HttpProblem(400, "invalid_request", "the request body is empty; send a JSON object")
     try:
-        # json.loads(raw, parse_constant=...) without building a decoder per request
-        data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        # json.loads(raw, parse_constant=...) without building a decoder per request, for
+        # what orjson refuses (and to word the error)
+        data = jsoncodec.loads_or(
+            raw, lambda: _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        )
     except json.JSONDecodeError as exc:
         raise HttpProblem(
             400,
