@@ -1,5 +1,5 @@
 """HTTP plumbing of the runtime server, on plain ASGI: request ids, JSON bodies within
-limits, whole answers (:class:`Reply`, sent in one socket write on uvicorn), error bodies,
+limits, whole answers (:class:`Reply`: one start and one body message), error bodies,
 and how llmops errors map to statuses; called by ``llmops.runtime.server``.
 
 - 400 ``invalid_request``: body not JSON, not an object, NaN, unknown fields; inputs
@@ -117,69 +117,14 @@ class Reply:
         return cls(status, encode_json(value))
 
     async def send(self, send: Send, *extra: tuple[bytes, bytes]) -> None:
-        """Send it as one start and one body message; ``extra`` headers go last.
-
-        On uvicorn, the status line, headers and body leave in one socket write (see
-        :class:`_OneWrite`) instead of two.
-        """
+        """Send it as one start and one body message; ``extra`` headers go last (the
+        gateway's server writes the two as one: ``llmops.adapters.asgi_server``)."""
         headers = [*self.headers, (b"content-length", str(len(self.body)).encode())]
         if self.content_type is not None:
             headers.append((b"content-type", self.content_type))
         headers.extend(extra)
-        start = {"type": "http.response.start", "status": self.status, "headers": headers}
-        body = {"type": "http.response.body", "body": self.body}
-        cycle = getattr(send, "__self__", None)
-        transport = getattr(cycle, "transport", None)
-        if not type(cycle).__module__.startswith("uvicorn.") or not hasattr(transport, "write"):
-            await send(start)
-            await send(body)
-            return
-        held = _OneWrite(transport)
-        cycle.transport = held  # type: ignore[union-attr]
-        try:
-            await send(start)
-            await send(body)
-        finally:
-            cycle.transport = transport  # type: ignore[union-attr]
-            held.flush()
-
-
-class _OneWrite:
-    """Stands in for uvicorn's transport while one whole response is sent: collects the
-    writes (status line and headers, then the body) and makes them one.
-
-    uvicorn writes the head of a response when the app sends ``http.response.start`` and
-    the body when it sends ``http.response.body``: two ``send`` system calls and two TCP
-    segments, each waking the client, for a response that is complete from the start.
-    The ASGI ``send`` callable uvicorn hands the app is a method of its per-request
-    object, whose ``transport`` attribute is what it writes to; for the length of one
-    response it is this object. Anything else passes through to the real transport.
-    """
-
-    __slots__ = ("chunks", "real")
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def writelines(self, data: Any) -> None:
-        self.chunks.extend(data)
-
-    def close(self) -> None:
-        self.flush()
-        self.real.close()
-
-    def flush(self) -> None:
-        if self.chunks:
-            data = b"".join(self.chunks)
-            self.chunks.clear()
-            self.real.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def request_id(header: str | None) -> str:

@@ -1,4 +1,5 @@
-"""The HTTP server of ``llmops serve``: a small ASGI application run by uvicorn; built by
+"""The HTTP server of ``llmops serve``: a small ASGI application run by llmops' own
+HTTP/1.1 server (``llmops.adapters.asgi_server``); built by
 ``llmops.runtime.serving`` and by tests.
 
 Routes: ``POST /v1/apps/{app}/invoke``, ``POST /v1/chat/completions`` (OpenAI-compatible,
@@ -13,8 +14,8 @@ Why no web framework on the request path: the gateway should add well under a
 millisecond to a model call, and a framework's request and response objects, router and
 middleware stack cost tens of microseconds per request (measured: ~50 µs for Starlette
 with one route, before any work). Six fixed routes need one dict lookup and one prefix
-test; a JSON answer is one encode and two ASGI messages, which leave uvicorn in one socket
-write (``llmops.runtime.httpio.Reply``). Starlette's ``StreamingResponse``
+test; a JSON answer is one encode and two ASGI messages, which leave the server in one
+socket write (``llmops.runtime.httpio.Reply``). Starlette's ``StreamingResponse``
 is still used for server-sent events: it stops the stream when the client goes away
 (ASGI spec < 2.4), and its cost is nothing next to a streamed model reply.
 

@@ -1,15 +1,16 @@
 """Run ``llmops serve``: wire a loaded app, the OpenAI-compatible client, the readiness
-probe and the reloader into the server, and run it on uvicorn; called by
-``llmops.cli.serve`` (and usable from Python).
+probe and the reloader into the server, and run it; called by ``llmops.cli.serve`` (and
+usable from Python).
 
-Why uvicorn, and no web framework: the gateway should add well under a millisecond to a
-model call. uvicorn, run with uvloop (the event loop) and httptools (the HTTP parser),
-both in C, handles keep-alive, graceful shutdown on SIGTERM (in-flight requests finish,
-new connections are refused) and back-pressure; both are set explicitly (with the
-standard library's loop and h11 as fall-backs where they are not installed) and named in
-the "serving" log line. The application is plain ASGI (``llmops.runtime.server``): see
-there why a framework's per-request objects are not worth their cost. The benchmark is
-``benchmarks/bench_gateway.py``.
+Why llmops' own HTTP/1.1 server (``llmops.adapters.asgi_server``), and no web framework:
+the gateway should add at most a millisecond to a model call. uvicorn's per-request
+Python work measured about a fifth of that budget at 200 requests/s; the own server
+keeps what the gateway needs (keep-alive, back-pressure, streaming, limits, graceful
+shutdown on SIGTERM: in-flight requests finish, new connections are refused) on the same
+C parts, ``httptools`` for parsing and ``uvloop`` for the loop (the standard library's
+loop where uvloop is not installed), named in the "serving" log line. The application is
+plain ASGI (``llmops.runtime.server``): see there why a framework's per-request objects
+are not worth their cost. The benchmark is ``benchmarks/bench_gateway.py``.
 """
 
 from __future__ import annotations
@@ -124,47 +125,37 @@ def serve(
     graceful_seconds: int = 30,
 ) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds`` to finish."""
-    import uvicorn
+    from llmops.adapters.asgi_server import AsgiServer, ServerLimits, bind
+    from llmops.domain.errors import ExternalError
 
-    loop, http = _uvicorn_engines()
     logger = JsonLogger(level=log_level)
     gateway = build_gateway(loaded, load, reload=reload, logger=logger)
     if loaded.model.api_key_problem:
         logger.warning("no API key", app=loaded.name, detail=loaded.model.api_key_problem)
-    config = uvicorn.Config(
-        create_app(gateway),
-        host=host,
-        port=port,
-        loop=loop,
-        http=http,
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=graceful_seconds,
-        server_header=False,
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise ExternalError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(choose another --port, or stop what is using it)"
+        ) from None
+    server = AsgiServer(
+        create_app(gateway), limits=ServerLimits(graceful_seconds=float(graceful_seconds))
     )
     logger.info(
         "serving",
         app=loaded.name,
         release=loaded.release,
         environment=loaded.environment,
-        url=f"http://{host}:{port}",
+        url=f"http://{host}:{sock.getsockname()[1]}",
         model=loaded.model.name,
         model_url=loaded.model.base_url,
         reload=reload,
-        loop=loop,
-        http=http,
+        loop=server.loop_name,
+        http="httptools",
     )
     settle_heap()
-    uvicorn.Server(config).run()
-
-
-def _uvicorn_engines() -> tuple[str, str]:
-    """uvicorn's event loop and HTTP parser: uvloop and httptools when installed (they
-    are, with ``uvicorn[standard]``, on Linux and macOS), else asyncio and h11."""
-    import importlib.util
-
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return loop, http
+    try:
+        server.run([sock])
+    finally:
+        sock.close()

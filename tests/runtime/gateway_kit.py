@@ -8,12 +8,10 @@ import threading
 import time
 from pathlib import Path
 
-import uvicorn
-
+from llmops.adapters.asgi_server import AsgiServer, bind
 from llmops.runtime.canary import canary_token
 from llmops.runtime.server import Gateway, create_app
 from llmops.stub.rules import Rule
-from llmops.stub.runner import bind_socket
 
 API_KEY = "sk-test-9f8e7d6c5b4a39281706"
 CANARY = canary_token("dev")
@@ -120,16 +118,13 @@ def write_repo(root: Path) -> Path:
 
 
 class Served:
-    """A gateway on a free 127.0.0.1 port, served by uvicorn from a thread."""
+    """A gateway on a free 127.0.0.1 port, served by its own server from a thread."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.sock = bind_socket("127.0.0.1", 0)
+        self.sock = bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            create_app(gateway), log_config=None, access_log=False, lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
+        self.server = AsgiServer(create_app(gateway))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
@@ -143,6 +138,6 @@ class Served:
         return self
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        self.server.stop()
         self.thread.join(10)
         self.sock.close()

@@ -1,93 +1,19 @@
-"""HTTP plumbing: whole replies leave uvicorn in one write, request ids, and the request
-body read within its limits (the server tests cover every status end to end)."""
+"""HTTP plumbing: whole replies as two ASGI messages, request ids, and the request body
+read within its limits (the server tests cover every status end to end; that a reply
+leaves the server in one write is tested in tests/adapters/test_asgi_server_wire.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from typing import Any
 
 import pytest
-from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from llmops.runtime.httpio import HttpProblem, Message, Reply, read_json, request_id
 
 
-class Wire:
-    """A transport that records what uvicorn writes to the socket."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-
-def uvicorn_cycle(wire: Wire, method: str = "POST", keep_alive: bool = True) -> Any:
-    """uvicorn's own per-request object (what hands the app its ``send``)."""
-    scope: dict[str, Any] = {"type": "http", "method": method, "headers": []}
-    return RequestResponseCycle(
-        scope=scope,  # type: ignore[arg-type]
-        transport=wire,  # type: ignore[arg-type]
-        flow=FlowControl(wire),  # type: ignore[arg-type]
-        logger=logging.getLogger("test"),
-        access_logger=logging.getLogger("test.access"),
-        access_log=False,
-        default_headers=[(b"date", b"today")],
-        message_event=asyncio.Event(),
-        expect_100_continue=False,
-        keep_alive=keep_alive,
-        on_response=lambda: None,
-    )
-
-
-def test_a_reply_leaves_uvicorn_in_one_write() -> None:
-    async def main() -> Wire:
-        wire = Wire()
-        cycle = uvicorn_cycle(wire)
-        await Reply.json({"ok": True}).send(cycle.send, (b"x-request-id", b"r1"))
-        assert cycle.response_complete and cycle.transport is wire
-        return wire
-
-    wire = asyncio.run(main())
-    assert len(wire.writes) == 1
-    (data,) = wire.writes
-    assert data.startswith(b"HTTP/1.1 200 OK\r\ndate: today\r\ncontent-length: 11\r\n")
-    assert b"content-type: application/json\r\nx-request-id: r1\r\n\r\n" in data
-    assert data.endswith(b'\r\n\r\n{"ok":true}')
-
-
-def test_one_write_also_when_the_connection_closes_or_the_body_is_dropped() -> None:
-    async def main() -> tuple[Wire, Wire]:
-        closing, head = Wire(), Wire()
-        await (
-            HttpProblem(404, "not_found", "no")
-            .reply()
-            .send(uvicorn_cycle(closing, keep_alive=False).send)
-        )
-        await Reply.json({"ok": True}).send(uvicorn_cycle(head, method="HEAD").send)
-        return closing, head
-
-    closing, head = asyncio.run(main())
-    assert len(closing.writes) == 1 and closing.closed, "written, then closed"
-    assert b"connection: close" in closing.writes[0] and closing.writes[0].endswith(b"}")
-    assert len(head.writes) == 1 and head.writes[0].endswith(b"\r\n\r\n"), "HEAD: no body"
-
-
-def test_other_servers_get_the_two_asgi_messages() -> None:
+def test_a_reply_is_one_start_and_one_body_message() -> None:
     sent: list[Message] = []
 
     async def send(message: Message) -> None:
