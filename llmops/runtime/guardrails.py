@@ -82,12 +82,36 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+_REGEX_SYNTAX = frozenset(".^$*+?{}[]|()\\")
+
+
+@lru_cache(maxsize=256)
+def _denies(pattern: str) -> Callable[[str], bool]:
+    """Whether a text matches deny ``pattern`` anywhere. A pattern that is plain ASCII
+    text, case-sensitive or behind ``(?i)`` (``(?i)BEGIN RSA PRIVATE KEY``), is a
+    substring test on ASCII text (lower-cased for ``(?i)``): the regex engine's answer,
+    several times faster."""
+    compiled = _compiled(pattern)
+    fold = pattern.startswith("(?i)")
+    literal = pattern[4:] if fold else pattern
+    if not literal.isascii() or not _REGEX_SYNTAX.isdisjoint(literal):
+        return lambda text: compiled.search(text) is not None
+    needle = literal.lower() if fold else literal
+
+    def test(text: str) -> bool:
+        if not text.isascii():
+            return compiled.search(text) is not None
+        return needle in (text.lower() if fold else text)
+
+    return test
+
+
 def check_deny_patterns(inputs: Mapping[str, Any], config: InputGuardrails) -> GuardrailResult:
     if not config.deny_patterns:
         return _PASSED["deny-patterns"]
     for name, value in _strings(inputs):
         for index, pattern in enumerate(config.deny_patterns, start=1):
-            if _compiled(pattern).search(value):
+            if _denies(pattern)(value):
                 return GuardrailResult(
                     "deny-patterns",
                     False,
@@ -114,6 +138,9 @@ INPUT_GUARDRAILS: dict[str, InputCheck] = {
     "deny-patterns": check_deny_patterns,
     "prompt-injection": check_injection,
 }
+#: the built-in input checks, as registered: while the registry holds just these, one
+#: fused function runs them (same verdicts and messages, the request path's cost)
+_BUILTIN_INPUT = tuple(INPUT_GUARDRAILS.items())
 
 
 def check_canary(text: str, policy: OutputPolicy) -> GuardrailResult:
@@ -190,10 +217,33 @@ def first_input_failure(
     inputs: Mapping[str, Any], config: InputGuardrails
 ) -> GuardrailResult | None:
     """The first input guardrail that fails, or None."""
+    if len(INPUT_GUARDRAILS) == 3 and tuple(INPUT_GUARDRAILS.items()) == _BUILTIN_INPUT:
+        return _builtin_input_failure(inputs, config)
     for check in INPUT_GUARDRAILS.values():
         result = check(inputs, config)
         if not result.passed:
             return result
+    return None
+
+
+def _builtin_input_failure(
+    inputs: Mapping[str, Any], config: InputGuardrails
+) -> GuardrailResult | None:
+    """What the three built-in input checks say, in their order, with the string inputs
+    listed once (the request path's share of the guardrails)."""
+    strings = [(k, v) for k, v in inputs.items() if isinstance(v, str)]
+    total = sum(len(v) for _, v in strings)
+    if total > config.max_length:
+        return check_input_length(inputs, config)
+    if config.deny_patterns:
+        for _, value in strings:
+            for pattern in config.deny_patterns:
+                if _denies(pattern)(value):
+                    return check_deny_patterns(inputs, config)
+    if config.injection_heuristics:
+        for _, value in strings:
+            if injection.score(value).flagged:
+                return check_injection(inputs, config)
     return None
 
 

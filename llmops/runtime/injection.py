@@ -146,8 +146,11 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
 )
 _ZERO_WIDTH = re.compile(r"[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_-]{24,}={0,2}")
-#: What every blob _BASE64 finds contains: a cheaper test for "no blob here".
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{24}")
+#: Every blob _BASE64 finds is a run of 24 or more of these characters; text translated
+#: with _BASE64_CLASS has "a" for each of them and no other "a" (other ASCII becomes " ").
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
+_BASE64_CLASS = {code: ("a" if chr(code) in _BASE64_CHARS else " ") for code in range(128)}
+_RUN_OF_24 = "a" * 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,8 @@ class InjectionScore:
 _SPACES = re.compile(r"[^\S\n]*(?:[^\S\n ]|  )[^\S\n]*")
 #: The rules with their keywords, in rule order.
 _GUARDED = tuple((name, weight, pattern, _KEYWORDS[name]) for name, weight, pattern in _RULES)
+#: every keyword once (some guard several rules)
+_ALL_KEYWORDS = tuple(dict.fromkeys(word for words in _KEYWORDS.values() for word in words))
 #: Texts up to this long have their verdict remembered: enum values, defaults and short
 #: answers recur; a long free text rarely does and is always scored afresh.
 _MEMO_CHARS = 64
@@ -208,15 +213,14 @@ def _score(text: str) -> InjectionScore:
 
 def _rules_hit(normalised: str) -> list[tuple[str, float]]:
     """The rules that match, in rule order. A rule's regular expression runs only when
-    one of its keywords is in the text: a substring test per keyword (fast, in C) skips
-    almost every rule for almost every text."""
+    one of its keywords is in the text: one substring test per distinct keyword (fast, in
+    C) skips almost every rule for almost every text."""
+    present = {word for word in _ALL_KEYWORDS if word in normalised}
     hits: list[tuple[str, float]] = []
-    for name, weight, pattern, words in _GUARDED:
-        for word in words:
-            if word in normalised:
-                if pattern.search(normalised):
-                    hits.append((name, weight))
-                break
+    if present:
+        for name, weight, pattern, words in _GUARDED:
+            if not present.isdisjoint(words) and pattern.search(normalised):
+                hits.append((name, weight))
     return hits
 
 
@@ -227,7 +231,9 @@ def _total(hits: list[tuple[str, float]]) -> float:
 def _decoded_blobs(text: str) -> str:
     """The printable text of the base64 blobs in ``text``, joined by newlines."""
     found: list[str] = []
-    if _BASE64_RUN.search(text) is None:  # one scan in C; most text has no such run
+    # most text has no run of 24 base64 characters; finding that out by mapping each
+    # character to "a" (base64) or itself (anything else) is cheaper than a regex scan
+    if _RUN_OF_24 not in text.translate(_BASE64_CLASS):
         return ""
     for match in _BASE64.finditer(text):
         if len(found) >= _MAX_BLOBS:
