@@ -130,12 +130,55 @@ def _first_choice(data: dict[str, Any], what: str) -> dict[str, Any]:
     return choice
 
 
+def _plain_reply(body: bytes) -> Reply | None:
+    """The reply of the usual shape (an object with a first choice whose message content
+    is text, and usage with both token counts), read without the checks that find what
+    is wrong with another; None for anything else, which :func:`parse_reply` then reads
+    with them (and says what is wrong)."""
+    data = jsoncodec.try_loads(body)
+    try:
+        choice = data["choices"][0]
+        content = choice["message"]["content"]
+        usage = data["usage"]
+        prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+    except (LookupError, TypeError):
+        return None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data["choices"], list)
+        and isinstance(choice, dict)
+        and isinstance(content, str)
+        and isinstance(usage, dict)
+        and _count(prompt)
+        and _count(completion)
+    ):
+        return None
+    finish, model = choice.get("finish_reason"), data.get("model")
+    return Reply(
+        content=content,
+        finish_reason=finish if isinstance(finish, str) else None,
+        model=model if isinstance(model, str) else None,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+    )
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _optional_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
 def parse_reply(body: bytes) -> Reply:
     """A non-streamed chat completion."""
+    fast = _plain_reply(body)
+    return fast if fast is not None else _checked_reply(body)
+
+
+def _checked_reply(body: bytes) -> Reply:
+    """:func:`parse_reply` with every check, naming what is wrong."""
     data = _json_object(body, "the reply")
     choice = _first_choice(data, "the reply")
     message = choice.get("message")

@@ -59,10 +59,25 @@ def _not_finite(value: Any) -> bool:
 def loads_or(raw: bytes | str, fallback: Callable[[], T]) -> Any | T:
     """``raw`` parsed by orjson, or ``fallback()`` when orjson refuses it or might read a
     long integer otherwise."""
+    value = _loads(raw)
+    return fallback() if value is _REFUSED else value
+
+
+def try_loads(raw: bytes | str) -> Any:
+    """``raw`` parsed as :func:`loads_or` parses it, or None when that would take the
+    fallback (for callers to whom a JSON ``null`` is as wrong as no JSON)."""
+    value = _loads(raw)
+    return None if value is _REFUSED else value
+
+
+_REFUSED: Any = object()
+
+
+def _loads(raw: bytes | str) -> Any:
     long = _LONG_DIGITS if isinstance(raw, bytes) else _LONG_DIGITS_TEXT
     if long.search(raw) is not None:  # type: ignore[arg-type]
-        return fallback()
+        return _REFUSED
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return fallback()
+        return _REFUSED

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmops.adapters.openai_wire import (
     WireError,
+    _checked_reply,
+    _plain_reply,
     chat_body,
     error_text,
     parse_chunk,
@@ -110,3 +114,57 @@ def test_error_text_prefers_the_providers_message_and_truncates() -> None:
 def test_redact_removes_the_key_and_key_shaped_tokens() -> None:
     assert redact("key=abc123 and abc123", "abc123") == "key=[redacted] and [redacted]"
     assert "sk-" not in redact("Incorrect API key provided: sk-proj-****abcd.", None)
+
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 2**70) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=4), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+COUNT = st.integers(0, 10**6)
+TOKENS = st.one_of(COUNT, COUNT, COUNT, st.integers(-2, 2**70), st.booleans(), st.text(max_size=2))
+CONTENT = st.one_of(st.text(max_size=10), st.text(max_size=10), ANY_JSON)
+CHOICE = st.fixed_dictionaries(
+    {"message": st.one_of(st.fixed_dictionaries({"content": CONTENT}), ANY_JSON)},
+    optional={"finish_reason": st.one_of(st.just("stop"), ANY_JSON)},
+)
+USAGE = st.fixed_dictionaries({"prompt_tokens": TOKENS, "completion_tokens": TOKENS})
+REPLY = st.fixed_dictionaries(
+    {
+        "choices": st.one_of(st.lists(CHOICE, min_size=1, max_size=2), ANY_JSON),
+        "usage": st.one_of(USAGE, USAGE, ANY_JSON),
+    },
+    optional={"model": st.one_of(st.just("stub"), ANY_JSON), "error": ANY_JSON},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        REPLY.map(lambda d: json.dumps(d).encode()),
+        st.dictionaries(st.sampled_from(["choices", "usage", "model"]), ANY_JSON).map(
+            lambda d: json.dumps(d).encode()
+        ),
+        st.binary(max_size=30),
+    )
+)
+def test_the_plain_reply_fast_path_reads_what_the_checked_path_reads(body: bytes) -> None:
+    fast = _plain_reply(body)
+    if fast is None:
+        return
+    assert fast == _checked_reply(body)
+    assert parse_reply(body) == fast
+
+
+def test_the_usual_reply_takes_the_fast_path() -> None:
+    body = json.dumps(
+        {
+            "model": "stub",
+            "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        }
+    ).encode()
+    assert _plain_reply(body) == _checked_reply(body) == parse_reply(body)
+    assert _plain_reply(body.replace(b'"prompt_tokens": 3', b'"prompt_tokens": true')) is None
