@@ -119,11 +119,27 @@ class PriceTable:
     """
 
     overrides: Mapping[str, Pricing] = field(default_factory=dict)
+    #: each model's (input, output) USD per 1M tokens as :func:`cost_usd` finds them
+    #: (None: unknown), remembered: the client prices every reply
+    _rates: dict[str, tuple[float, float] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def cost(self, model: str, usage: Usage) -> Cost:
         """The cost of ``usage``, with whether the price was known."""
         return cost_usd(model, usage, self.overrides.get(model))
 
     def __call__(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        """USD for these token counts (0 for an unknown model); the client's ``pricer``."""
-        return self.cost(model, Usage(prompt_tokens, completion_tokens)).usd
+        """USD for these token counts (0 for an unknown model); the client's ``pricer``:
+        what :meth:`cost` says, with the model's prices looked up once."""
+        try:
+            rates = self._rates[model]
+        except KeyError:
+            price = self.cost(model, Usage(0, 0)).price
+            rates = None if price is None else (price.input_per_million, price.output_per_million)
+            if len(self._rates) < 256:
+                self._rates[model] = rates
+        if rates is None:
+            return 0.0
+        usd = (prompt_tokens * rates[0] + completion_tokens * rates[1]) / 1_000_000
+        return round(usd, 10)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmops.domain.chat import Usage
 from llmops.domain.models.app import Pricing
@@ -63,3 +65,16 @@ def test_price_table_is_a_pricer_keyed_by_the_manifest_model_name() -> None:
     assert table("gpt-4o", 1_000_000, 0) == pytest.approx(2.5)
     assert table("nobody-knows", 1_000_000, 1_000_000) == 0.0
     assert not table.cost("nobody-knows", Usage(1, 1)).known
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["gpt-4o", "gpt-4o-mini-2024-07-18", "openai/gpt-4.1", "stub", "mine", "x"]),
+    st.integers(0, 10**7),
+    st.integers(0, 10**7),
+)
+def test_the_pricer_says_what_cost_says(model: str, prompt: int, completion: int) -> None:
+    table = PriceTable({"mine": Pricing(inputPerMillion=1.5, outputPerMillion=2.25)})
+    expected = table.cost(model, Usage(prompt, completion)).usd
+    assert table(model, prompt, completion) == expected
+    assert table(model, prompt, completion) == expected, "the remembered prices too"
