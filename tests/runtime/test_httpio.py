@@ -64,3 +64,20 @@ def test_bodies_in_pieces_within_the_limit() -> None:
     with pytest.raises(HttpProblem) as caught:
         read(body(b"{}"), "text/json")
     assert caught.value.status == 415
+
+
+def test_a_forked_child_makes_other_request_ids_than_its_parent() -> None:
+    import os
+
+    request_id(None)  # the parent has a batch of ids in hand
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, ",".join(request_id(None) for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 4096).decode().split(","))
+    os.close(read)
+    parent = {request_id(None) for _ in range(3)}
+    assert len(child) == 3 and not child & parent
