@@ -1,7 +1,9 @@
 """Gateway overhead (issue: prompt runtime, `llmops serve`).
 
 The same request two ways, open-loop at ``--rate`` requests/s for ``--duration`` seconds
-each (after ``--warmup`` seconds that are not counted):
+each (after ``--warmup`` seconds that are not counted), side by side: the two paths take
+turns in blocks of ``--block`` seconds, so a change in the machine's speed during the run
+(it is shared) weighs on both alike instead of on whichever ran second:
 
   - direct: ``POST /v1/chat/completions`` to the stub model, with exactly the messages and
     parameters the gateway would send;
@@ -216,7 +218,7 @@ async def open_loop(port: int, raw: bytes, rate: float, seconds: float) -> dict[
 
 
 def summary(run: dict[str, Any]) -> dict[str, Any]:
-    values = sorted(run["latencies"])
+    values: list[float] = sorted(run["latencies"])
     if not values:
         return {"requests": 0, "errors": run["errors"]}
 
@@ -249,7 +251,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def gateway_engines(log_path: Path) -> dict[str, str]:
-    """uvicorn's event loop and HTTP parser, as the gateway's "serving" line names them."""
+    """The gateway's event loop and HTTP parser, as its "serving" line names them."""
     for line in log_path.read_text(encoding="utf-8").splitlines():
         if line.startswith("{"):
             record = json.loads(line)
@@ -301,6 +303,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds measured per path")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds sent first, not counted")
+    parser.add_argument("--block", type=float, default=5.0, help="seconds per turn of each path")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway.json")
     args = parser.parse_args()
     try:
@@ -342,16 +345,36 @@ def main() -> None:
             invoke_body = json.dumps({"inputs": {"question": QUESTION}}).encode()
             via = http_request("/v1/apps/bench/invoke", port, invoke_body)
 
-            results: dict[str, dict[str, Any]] = {}
-            servers = {"direct": stub.pid, "gateway": gateway.pid}
-            for name, target, raw in (("direct", stub_port, direct), ("gateway", port, via)):
+            paths = {"direct": (stub_port, direct, stub.pid), "gateway": (port, via, gateway.pid)}
+            for target, raw, _ in paths.values():
                 asyncio.run(open_loop(target, raw, args.rate, args.warmup))
-                cpu_before = cpu_seconds(servers[name])
-                run = asyncio.run(open_loop(target, raw, args.rate, args.duration))
-                cpu_after = cpu_seconds(servers[name])
-                results[name] = summary(run)
-                if cpu_before is not None and cpu_after is not None and run["latencies"]:
-                    per_request = (cpu_after - cpu_before) / results[name]["requests"] * 1000
+            runs: dict[str, dict[str, Any]] = {
+                name: {"latencies": [], "errors": 0, "connections": 0, "stale_connections": 0,
+                       "sender_lag_max_ms": 0.0, "cpu_s": 0.0}
+                for name in paths
+            }  # fmt: skip
+            turns = max(1, round(args.duration / args.block))
+            for _ in range(turns):
+                for name, (target, raw, pid) in paths.items():
+                    cpu_before = cpu_seconds(pid)
+                    run = asyncio.run(open_loop(target, raw, args.rate, args.duration / turns))
+                    cpu_after = cpu_seconds(pid)
+                    total = runs[name]
+                    total["latencies"] += run["latencies"]
+                    for key in ("errors", "connections", "stale_connections"):
+                        total[key] += run[key]
+                    total["sender_lag_max_ms"] = max(
+                        total["sender_lag_max_ms"], run["sender_lag_max_ms"]
+                    )
+                    if cpu_before is None or cpu_after is None:
+                        total["cpu_s"] = None
+                    elif total["cpu_s"] is not None:
+                        total["cpu_s"] += cpu_after - cpu_before
+            results: dict[str, dict[str, Any]] = {}
+            for name, total in runs.items():
+                results[name] = summary(total)
+                if total["cpu_s"] is not None and total["latencies"]:
+                    per_request = total["cpu_s"] / results[name]["requests"] * 1000
                     results[name]["server_cpu_ms_per_request"] = round(per_request, 3)
             time.sleep(0.2)
             breakdown = gateway_breakdown(log_path, results["gateway"]["requests"])
@@ -369,7 +392,8 @@ def main() -> None:
     added_median = round(g["median_ms"] - d["median_ms"], 3)
     added_p99 = round(g["p99_ms"] - d["p99_ms"], 3)
     print(
-        f"open loop, {args.rate:g} req/s for {args.duration:g} s per path "
+        f"open loop, {args.rate:g} req/s for {args.duration:g} s per path in turns of "
+        f"{args.duration / max(1, round(args.duration / args.block)):g} s "
         f"(after {args.warmup:g} s warm-up)"
     )
     print(
@@ -392,7 +416,7 @@ def main() -> None:
     )
     load_after = os.getloadavg()
     print(
-        f"gateway on uvicorn with loop={engines.get('loop')}, http={engines.get('http')}; "
+        f"gateway on llmops' server with loop={engines.get('loop')}, http={engines.get('http')}; "
         f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after "
         f"on {os.cpu_count()} CPUs"
     )
@@ -407,6 +431,7 @@ def main() -> None:
         "rate_per_s": args.rate,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "block_s": args.block,
         "direct": d,
         "gateway": g,
         "added_median_ms": added_median,
