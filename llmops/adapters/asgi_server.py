@@ -80,7 +80,8 @@ class ServerLimits:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking TCP socket on ``host:port`` (0: a free port)."""
+    """A listening, non-blocking TCP socket on ``host:port`` (0: a free port);
+    ``ExternalError`` when that cannot be (the port is taken, the host is not ours)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -88,9 +89,12 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
         sock.listen(2048)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise ExternalError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(choose another port, or stop what is using it)"
+        ) from exc
     return sock
 
 

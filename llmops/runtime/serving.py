@@ -126,19 +126,12 @@ def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds`` to finish."""
     from llmops.adapters.asgi_server import AsgiServer, ServerLimits, bind
-    from llmops.domain.errors import ExternalError
 
     logger = JsonLogger(level=log_level)
     gateway = build_gateway(loaded, load, reload=reload, logger=logger)
     if loaded.model.api_key_problem:
         logger.warning("no API key", app=loaded.name, detail=loaded.model.api_key_problem)
-    try:
-        sock = bind(host, port)
-    except OSError as exc:
-        raise ExternalError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-            "(choose another --port, or stop what is using it)"
-        ) from None
+    sock = bind(host, port)
     server = AsgiServer(
         create_app(gateway), limits=ServerLimits(graceful_seconds=float(graceful_seconds))
     )

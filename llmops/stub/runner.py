@@ -19,21 +19,16 @@ from typing import Any, Self
 
 import uvicorn
 
+from llmops.adapters.asgi_server import bind
 from llmops.domain.errors import ExternalError
 from llmops.stub.config import FaultKind, StubConfig
 from llmops.stub.server import StubState, create_app
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (0 picks a free port); ``ExternalError`` if taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ExternalError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    """A TCP socket listening on ``host:port`` (0 picks a free port), inheritable;
+    ``ExternalError`` if taken."""
+    sock = bind(host, port)
     sock.set_inheritable(True)
     return sock
 
