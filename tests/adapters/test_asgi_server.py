@@ -1106,24 +1106,24 @@ def test_keep_alive_serves_two_requests_on_one_connection(start: Launcher) -> No
     assert len(echo.scopes) == 2
 
 
-def test_connection_close_request_gets_connection_close_and_is_closed(start: Launcher) -> None:
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",  # asked to close
+        b"GET / HTTP/1.0\r\n\r\n",  # HTTP/1.0 closes by default
+    ],
+    ids=["connection-close", "http10-default"],
+)
+def test_a_closing_request_gets_connection_close_and_is_closed(
+    start: Launcher, request_bytes: bytes
+) -> None:
     r = start(Echo())
     with Conn(r.port) as c:
-        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        c.send(request_bytes)
         resp = c.read_response()
         assert resp.status == 200
         assert resp.headers["connection"].lower() == "close"
         assert c.closed_by_server(), "the server kept the connection open"
-
-
-def test_http10_closes_by_default(start: Launcher) -> None:
-    r = start(Echo())
-    with Conn(r.port) as c:
-        c.send(b"GET / HTTP/1.0\r\n\r\n")
-        resp = c.read_response()
-        assert resp.status == 200
-        assert resp.headers["connection"].lower() == "close"
-        assert c.closed_by_server(), "the server kept an HTTP/1.0 connection open"
 
 
 def test_http10_keeps_alive_when_asked(start: Launcher) -> None:
