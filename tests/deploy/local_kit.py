@@ -20,10 +20,12 @@ def free_port() -> int:
 
 
 def free_port_block(width: int = 40) -> int:
-    """A base port whose next ``width`` ports are all free right now."""
+    """A base port whose next ``width`` ports are all free right now, below Linux's
+    ephemeral range (32768 and up): a port there can be taken between this check and its
+    use by any outgoing connection's local end (a Docker bind failed on one in CI)."""
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - width, 10)
+        base = rng.randrange(20000, 32768 - width, 10)
         if all(process.port_free(base + i) for i in range(width)):
             return base
     raise RuntimeError(f"no block of {width} free ports found")
