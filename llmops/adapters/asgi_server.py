@@ -145,7 +145,7 @@ class _Exchange:
         "scope",
         "started",
         "task",
-        "waiter",
+        "waiters",
     )
 
     def __init__(self, conn: _Connection, scope: Message, keep_alive: bool, expect: bool) -> None:
@@ -164,15 +164,18 @@ class _Exchange:
         self.chunked = False
         self.no_body = False
         self.length_left: int | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        #: receive() calls waiting for body bytes, the end of the response or the client
+        #: to go (an app may listen for the disconnect in a task of its own)
+        self.waiters: list[asyncio.Future[None]] = []
         self.task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # -- the ASGI callables ------------------------------------------------------------
 
@@ -203,7 +206,7 @@ class _Exchange:
 
     async def _wait(self) -> None:
         waiter = self.conn.loop.create_future()
-        self.waiter = waiter
+        self.waiters.append(waiter)
         await waiter
 
     async def send(self, message: Message) -> None:

@@ -115,3 +115,21 @@ def test_response_headers_with_cr_or_lf_are_refused_before_anything_is_written()
     wire = exchange(app, GET)
     assert len(wire.writes) == 1 and wire.writes[0].startswith(b"HTTP/1.1 500 ")
     assert b"set-cookie" not in wire.writes[0] and wire.closed
+
+
+def test_two_receivers_both_hear_that_the_response_ended() -> None:
+    heard: list[str] = []
+
+    async def app(scope: Message, receive: Receive, send: Send) -> None:
+        await receive()  # the whole (empty) body
+
+        async def listen(name: str) -> None:
+            heard.append(f"{name}:{(await receive())['type']}")
+
+        listeners = [asyncio.create_task(listen(n)) for n in ("a", "b")]
+        await asyncio.sleep(0)
+        await Reply.json({"ok": True}).send(send)
+        await asyncio.gather(*listeners)
+
+    exchange(app, GET)
+    assert sorted(heard) == ["a:http.disconnect", "b:http.disconnect"]
