@@ -298,6 +298,62 @@ def wait_healthy(port: int, proc: subprocess.Popen[str], seconds: float = 30) ->
     raise SystemExit("the gateway did not become healthy")
 
 
+def start_stub(env: dict[str, str]) -> tuple[subprocess.Popen[str], str, int]:
+    """The stub model in its own process: the process, its base URL and its port."""
+    stub = subprocess.Popen(
+        [sys.executable, "-c", STUB], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    assert stub.stdout is not None
+    url = stub.stdout.readline().strip()
+    return stub, url, int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def stop(*procs: subprocess.Popen[str] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def in_turns(
+    paths: dict[str, tuple[int, bytes, int | None]],
+    rate: float,
+    duration: float,
+    block: float,
+    warmup: float,
+) -> dict[str, dict[str, Any]]:
+    """Each path (port, raw request, server pid) warmed up, then measured for
+    ``duration`` seconds in turns of about ``block`` seconds; per path the latencies,
+    errors, connections and the server's CPU seconds (None where unknown)."""
+    for target, raw, _ in paths.values():
+        asyncio.run(open_loop(target, raw, rate, warmup))
+    runs: dict[str, dict[str, Any]] = {
+        name: {"latencies": [], "errors": 0, "connections": 0, "stale_connections": 0,
+               "sender_lag_max_ms": 0.0, "cpu_s": 0.0}
+        for name in paths
+    }  # fmt: skip
+    turns = max(1, round(duration / block))
+    for _ in range(turns):
+        for name, (target, raw, pid) in paths.items():
+            cpu_before = cpu_seconds(pid) if pid is not None else None
+            run = asyncio.run(open_loop(target, raw, rate, duration / turns))
+            cpu_after = cpu_seconds(pid) if pid is not None else None
+            total = runs[name]
+            total["latencies"] += run["latencies"]
+            for key in ("errors", "connections", "stale_connections"):
+                total[key] += run[key]
+            total["sender_lag_max_ms"] = max(total["sender_lag_max_ms"], run["sender_lag_max_ms"])
+            if cpu_before is None or cpu_after is None:
+                total["cpu_s"] = None
+            elif total["cpu_s"] is not None:
+                total["cpu_s"] += cpu_after - cpu_before
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
@@ -319,19 +375,9 @@ def main() -> None:
         repo = Path(tmp) / "repo"
         write_repo(repo)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        stub = subprocess.Popen(
-            [sys.executable, "-c", STUB],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
+        stub, stub_url, stub_port = start_stub(env)
         gateway: subprocess.Popen[str] | None = None
         try:
-            assert stub.stdout is not None
-            stub_url = stub.stdout.readline().strip()
-            stub_port = int(stub_url.rsplit(":", 1)[1].split("/")[0])
             port = free_port()
             log_path = Path(tmp) / "gateway.log"
             log_file = log_path.open("w", encoding="utf-8")
@@ -345,31 +391,11 @@ def main() -> None:
             invoke_body = json.dumps({"inputs": {"question": QUESTION}}).encode()
             via = http_request("/v1/apps/bench/invoke", port, invoke_body)
 
-            paths = {"direct": (stub_port, direct, stub.pid), "gateway": (port, via, gateway.pid)}
-            for target, raw, _ in paths.values():
-                asyncio.run(open_loop(target, raw, args.rate, args.warmup))
-            runs: dict[str, dict[str, Any]] = {
-                name: {"latencies": [], "errors": 0, "connections": 0, "stale_connections": 0,
-                       "sender_lag_max_ms": 0.0, "cpu_s": 0.0}
-                for name in paths
-            }  # fmt: skip
-            turns = max(1, round(args.duration / args.block))
-            for _ in range(turns):
-                for name, (target, raw, pid) in paths.items():
-                    cpu_before = cpu_seconds(pid)
-                    run = asyncio.run(open_loop(target, raw, args.rate, args.duration / turns))
-                    cpu_after = cpu_seconds(pid)
-                    total = runs[name]
-                    total["latencies"] += run["latencies"]
-                    for key in ("errors", "connections", "stale_connections"):
-                        total[key] += run[key]
-                    total["sender_lag_max_ms"] = max(
-                        total["sender_lag_max_ms"], run["sender_lag_max_ms"]
-                    )
-                    if cpu_before is None or cpu_after is None:
-                        total["cpu_s"] = None
-                    elif total["cpu_s"] is not None:
-                        total["cpu_s"] += cpu_after - cpu_before
+            paths: dict[str, tuple[int, bytes, int | None]] = {
+                "direct": (stub_port, direct, stub.pid),
+                "gateway": (port, via, gateway.pid),
+            }
+            runs = in_turns(paths, args.rate, args.duration, args.block, args.warmup)
             results: dict[str, dict[str, Any]] = {}
             for name, total in runs.items():
                 results[name] = summary(total)
@@ -380,13 +406,7 @@ def main() -> None:
             breakdown = gateway_breakdown(log_path, results["gateway"]["requests"])
             engines = gateway_engines(log_path)
         finally:
-            for proc in (gateway, stub):
-                if proc is not None and proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+            stop(gateway, stub)
 
     d, g = results["direct"], results["gateway"]
     added_median = round(g["median_ms"] - d["median_ms"], 3)

@@ -13,7 +13,6 @@ benchmarks/results/gateway-floor.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -80,15 +79,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         bg.write_repo(repo)
-        stub = subprocess.Popen(
-            [sys.executable, "-c", bg.STUB], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, env=env,
-        )  # fmt: skip
+        stub, stub_url, stub_port = bg.start_stub(env)
         forwarder: subprocess.Popen[str] | None = None
         try:
-            assert stub.stdout is not None
-            stub_url = stub.stdout.readline().strip()
-            stub_port = int(stub_url.rsplit(":", 1)[1].split("/")[0])
             body = bg.direct_body(repo, stub_url)
             (Path(tmp) / "payload.json").write_bytes(body)
             port = bg.free_port()
@@ -102,23 +95,18 @@ def main() -> None:
                     raise SystemExit("the forwarder did not start")
                 time.sleep(0.05)
             question = json.dumps({"inputs": {"question": bg.QUESTION}}).encode()
-            paths = {
-                "direct": (stub_port, bg.http_request("/v1/chat/completions", stub_port, body)),
-                "forwarder": (port, bg.http_request("/", port, question)),
+            paths: dict[str, tuple[int, bytes, int | None]] = {
+                "direct": (
+                    stub_port,
+                    bg.http_request("/v1/chat/completions", stub_port, body),
+                    None,
+                ),
+                "forwarder": (port, bg.http_request("/", port, question), None),
             }
-            for target, raw in paths.values():
-                asyncio.run(bg.open_loop(target, raw, args.rate, 3.0))
-            latencies: dict[str, list[float]] = {name: [] for name in paths}
-            turns = max(1, round(args.duration / args.block))
-            for _ in range(turns):
-                for name, (target, raw) in paths.items():
-                    run = asyncio.run(bg.open_loop(target, raw, args.rate, args.duration / turns))
-                    latencies[name] += run["latencies"]
+            runs = bg.in_turns(paths, args.rate, args.duration, args.block, 3.0)
         finally:
-            for proc in (forwarder, stub):
-                if proc is not None and proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(10)
+            bg.stop(forwarder, stub)
+    latencies = {name: run["latencies"] for name, run in runs.items()}
     medians = {name: statistics.median(values) for name, values in latencies.items()}
     added = medians["forwarder"] - medians["direct"]
     print(
