@@ -138,9 +138,6 @@ INPUT_GUARDRAILS: dict[str, InputCheck] = {
     "deny-patterns": check_deny_patterns,
     "prompt-injection": check_injection,
 }
-#: the built-in input checks, as registered: while the registry holds just these, one
-#: fused function runs them (same verdicts and messages, the request path's cost)
-_BUILTIN_INPUT = tuple(INPUT_GUARDRAILS.items())
 
 
 def check_canary(text: str, policy: OutputPolicy) -> GuardrailResult:
@@ -217,33 +214,10 @@ def first_input_failure(
     inputs: Mapping[str, Any], config: InputGuardrails
 ) -> GuardrailResult | None:
     """The first input guardrail that fails, or None."""
-    if len(INPUT_GUARDRAILS) == 3 and tuple(INPUT_GUARDRAILS.items()) == _BUILTIN_INPUT:
-        return _builtin_input_failure(inputs, config)
     for check in INPUT_GUARDRAILS.values():
         result = check(inputs, config)
         if not result.passed:
             return result
-    return None
-
-
-def _builtin_input_failure(
-    inputs: Mapping[str, Any], config: InputGuardrails
-) -> GuardrailResult | None:
-    """What the three built-in input checks say, in their order, with the string inputs
-    listed once (the request path's share of the guardrails)."""
-    strings = [(k, v) for k, v in inputs.items() if isinstance(v, str)]
-    total = sum(len(v) for _, v in strings)
-    if total > config.max_length:
-        return check_input_length(inputs, config)
-    if config.deny_patterns:
-        for _, value in strings:
-            for pattern in config.deny_patterns:
-                if _denies(pattern)(value):
-                    return check_deny_patterns(inputs, config)
-    if config.injection_heuristics:
-        for _, value in strings:
-            if injection.score(value).flagged:
-                return check_injection(inputs, config)
     return None
 
 
