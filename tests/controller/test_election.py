@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -119,8 +120,15 @@ def test_a_lost_lease_stops_the_pass_in_flight_and_all_further_work(
     a = start_controller(long_pass, kube_server=kube_server, identity="a")
     started.append(a)
     assert entered.wait(10)
-    # someone else takes the lease (as another controller whose clock says it expired would)
-    kube_server.edit("Lease", LEASE, NS, {"spec": {"holderIdentity": "intruder"}})
+    # someone else takes the lease (as another controller whose clock says it expired
+    # would), and holds it: renewed now, for longer than this test runs (with a's last
+    # renewal left in place, the lease would expire after a second and a would rightly
+    # take it back)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    kube_server.edit(
+        "Lease", LEASE, NS,
+        {"spec": {"holderIdentity": "intruder", "renewTime": now, "leaseDurationSeconds": 60}},
+    )  # fmt: skip
     stolen_at = time.monotonic()
     assert seen_stop.wait(5)
     # a noticed at its next renewal: within one retry period (0.15 s, jittered) and change
@@ -135,11 +143,23 @@ def test_a_graceful_stop_releases_the_lease_and_the_follower_takes_over_at_once(
     kube_server: Any, started: list[Running]
 ) -> None:
     log = PassLog()
-    a = start_controller(log.fn("a", 0.3), kube_server=kube_server, identity="a",
-                         lease_duration=5, renew_deadline=3, retry_period=0.15)
+    a = start_controller(
+        log.fn("a", 0.3),
+        kube_server=kube_server,
+        identity="a",
+        lease_duration=5,
+        renew_deadline=3,
+        retry_period=0.15,
+    )
     wait_for(lambda: holder(kube_server) == "a", what="a holds the lease")
-    b = start_controller(log.fn("b"), kube_server=kube_server, identity="b",
-                         lease_duration=5, renew_deadline=3, retry_period=0.15)
+    b = start_controller(
+        log.fn("b"),
+        kube_server=kube_server,
+        identity="b",
+        lease_duration=5,
+        renew_deadline=3,
+        retry_period=0.15,
+    )
     started.append(b)
     wait_for(lambda: len(log.by("a")) >= 2, what="a runs passes")
     a.controller.stop()
@@ -170,15 +190,21 @@ def test_a_push_received_by_the_follower_triggers_a_pass_on_the_leader(
             "ref": "refs/heads/main",
             "after": "c0ffee" * 6 + "c0ff",
             "repository": {"default_branch": "main"},
-            "commits": [{"added": [], "removed": [], "modified": ["manifests/support-bot/app.yaml"]}],
+            "commits": [
+                {"added": [], "removed": [], "modified": ["manifests/support-bot/app.yaml"]}
+            ],
         }
     ).encode()
     signature = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
     reply = HTTP.post(
         b.url + "/webhook/github",
         content=body,
-        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": signature,
-                 "X-GitHub-Delivery": "d-1", "Content-Type": "application/json"},
+        headers={
+            "X-GitHub-Event": "push",
+            "X-Hub-Signature-256": signature,
+            "X-GitHub-Delivery": "d-1",
+            "Content-Type": "application/json",
+        },
         timeout=5,
     )
     assert reply.status_code == 202, reply.text
