@@ -36,6 +36,7 @@ import aiohttp
 from aiohttp import web
 
 from llmops.adapters.httpproxy import (
+    DISCONNECTS,
     IDEMPOTENT,
     MAX_BODY,
     BadCommand,
@@ -185,7 +186,7 @@ class Proxy(StablePort):
                     return _problem(
                         502, "bad_gateway", f"cannot reach the {colour} container: {exc}"
                     )
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            except DISCONNECTS as exc:
                 if request.method not in _IDEMPOTENT or retried:
                     return _problem(
                         502, "bad_gateway", f"the {colour} container closed the connection: {exc}"

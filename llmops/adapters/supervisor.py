@@ -22,7 +22,9 @@ client's keep-alive connection moves to the new colour with its next request and
 connection is cut when the old colour stops; the proxy also counts requests in flight
 per colour, so the old colour is stopped only once it is idle. A request that finds the
 active backend restarting (after a crash) waits up to ``--connect-wait`` seconds for it
-instead of failing, since a refused connection never reached the backend.
+instead of failing, since a refused connection never reached the backend. A GET, HEAD
+or OPTIONS whose connection closes before its answer is sent again at most twice: at
+once while its backend runs, and after the restart if its backend exited.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from aiohttp import web
 
 from llmops.adapters.httpproxy import (
     COLOUR_HEADER,
+    DISCONNECTS,
     IDEMPOTENT,
     MAX_BODY,
     BadCommand,
@@ -76,6 +79,8 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 #: a backend up this long counts as healthy again: the next crash restarts fast
 STABLE_AFTER = 30.0
+#: how long a request whose connection closed twice waits to see its backend exit
+EXIT_WAIT = 1.0
 BackendStatus = Literal["running", "restarting", "exited", "stopping", "stopped"]
 
 _log = logging.getLogger("llmops.supervisor")
@@ -374,12 +379,16 @@ class Supervisor(StablePort):
         except _TooLarge:
             return _problem(413, "too_large", f"request bodies are limited to {MAX_BODY} bytes")
         deadline = time.monotonic() + self.connect_wait
-        retried = False
+        # an idempotent request cut off by a closed connection is sent again at most twice:
+        # once while its process still runs (a keep-alive connection it had closed), once
+        # after that process exited (a crash, or a connection accepted by a dying process)
+        stale_retried = death_retried = False
         while True:
             backend = self._serving()
             if backend is None:
                 return _problem(503, "unavailable", f"no release of {self.app} is active here")
-            if backend.proc is None:
+            proc = backend.proc
+            if proc is None or proc.returncode is not None:
                 if time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
                     continue
@@ -392,15 +401,19 @@ class Supervisor(StablePort):
             except aiohttp.ClientConnectorError as exc:
                 if time.monotonic() >= deadline:
                     return _problem(502, "bad_gateway", f"cannot reach the backend: {exc}")
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if request.method not in _IDEMPOTENT or retried:
-                    return _problem(
-                        502,
-                        "bad_gateway",
-                        f"the {backend.colour} backend closed the connection: {exc}",
-                    )
-                retried = True
-                continue
+            except DISCONNECTS as exc:
+                if request.method in _IDEMPOTENT:
+                    if not stale_retried and proc.returncode is None:
+                        stale_retried = True
+                        continue
+                    if not death_retried and await _exits(proc, deadline):
+                        death_retried = True
+                        continue
+                return _problem(
+                    502,
+                    "bad_gateway",
+                    f"the {backend.colour} backend closed the connection: {exc}",
+                )
             except aiohttp.ClientError as exc:
                 return _problem(502, "bad_gateway", f"the {backend.colour} backend failed: {exc}")
             finally:
@@ -462,6 +475,16 @@ class Supervisor(StablePort):
         await proxy_runner.cleanup()
         await close_control(control_runner, self.control)
         return 0
+
+
+async def _exits(proc: asyncio.subprocess.Process, deadline: float) -> bool:
+    """Whether ``proc`` has exited or exits within a second (or by ``deadline``)."""
+    if proc.returncode is not None:
+        return True
+    wait = min(EXIT_WAIT, deadline - time.monotonic())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(proc.wait()), max(0.0, wait))
+    return proc.returncode is not None
 
 
 def _backend_from(colour: str, spec: dict[str, Any], directory: Path) -> Backend:

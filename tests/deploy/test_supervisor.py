@@ -32,7 +32,7 @@ from llmops.adapters.supervisor import (
     restart_delay,
 )
 
-#: A tiny backend: GET answers who it is; /slow?s=N sleeps; /stream?gate=F sends one chunk,
+#: A tiny backend: GET answers who it is; /slow?s=N sleeps; /crash and /flaky fail on purpose; /stream?gate=F sends one chunk,
 #: and the second once file F exists; /secret answers the sha256 of $SECRET_TOKEN; POST echoes the body. SIGTERM
 #: shuts it down after the requests in flight.
 BACKEND = r"""
@@ -74,6 +74,31 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.send(200, {"sha": hashlib.sha256(value.encode()).hexdigest()})
         if url.path == "/status":
             return self.send(int(query["code"][0]), {"name": name})
+        if url.path == "/crash":
+            # counts its calls in file F, and dies
+            with open(query["f"][0], "a") as calls:
+                calls.write("x")
+            os._exit(3)
+        if url.path == "/flaky":
+            # the first process to serve it (it claims file F) drops each such connection
+            # and, from its second call on, exits 0.3 s later: dying, it still accepts
+            claim = query["f"][0]
+            try:
+                fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+            except FileExistsError:
+                pass
+            with open(claim) as owner:
+                mine = owner.read() == str(os.getpid())
+            if mine:
+                with open(claim + ".calls", "a") as calls:
+                    calls.write("x")
+                if os.path.getsize(claim + ".calls") >= 2:
+                    threading.Timer(0.3, os._exit, (3,)).start()
+                self.close_connection = True
+                return
+            return self.send(200, {"name": name, "pid": os.getpid()})
         self.send(200, {"name": name, "pid": os.getpid(), "path": self.path,
                         "conn": self.headers.get("Connection"), "hop": self.headers.get("X-Hop")})
     def do_POST(self):
@@ -325,11 +350,48 @@ def test_a_killed_backend_is_restarted_and_requests_wait_for_it(
     os.kill(old_pid, signal.SIGKILL)
     # a request sent right away waits for the restart instead of failing
     status, body, _ = sup.get("/", timeout=30)
-    assert status == 200 and body["name"] == "one" and body["pid"] != old_pid
+    assert (status, body.get("name")) == (200, "one"), body
+    assert body["pid"] != old_pid
     wait_until(lambda: sup.state()["backends"]["blue"]["restarts"] == 1, "the restart in the state")
     backend = sup.state()["backends"]["blue"]
     assert backend["status"] == "running" and backend["pid"] == body["pid"]
     assert backend["exit_code"] == -signal.SIGKILL
+
+
+def test_a_get_cut_off_by_a_dying_backend_waits_for_the_restart(
+    supervisor: Callable[[], Sup], tmp_path: Path
+) -> None:
+    """The backend closes the connection under a request, and again under the retry, and
+    then exits (as a process being killed still accepts connections for a moment): the
+    request waits for the restart and is answered there, instead of a 502."""
+    sup = supervisor()
+    sup.start("blue", "one")
+    sup.switch("blue")
+    old_pid = sup.state()["backends"]["blue"]["pid"]
+    claim = tmp_path / "flaky-owner"
+    status, body, _ = sup.get(f"/flaky?f={claim}", timeout=30)
+    assert (status, body.get("name")) == (200, "one"), body
+    assert claim.read_text() == str(old_pid) and body["pid"] != old_pid
+    # sent twice to the dying process, then once to its restart
+    assert Path(f"{claim}.calls").read_text() == "xx"
+    assert sup.state()["backends"]["blue"]["restarts"] == 1
+
+
+def test_a_get_that_kills_every_backend_is_not_sent_again_and_again(
+    supervisor: Callable[[], Sup], tmp_path: Path
+) -> None:
+    """A request that crashes the backend each time gets a 502 after at most two more
+    tries; nothing keeps crashing the restarted backends until the deadline."""
+    sup = supervisor()
+    sup.start("blue", "one")
+    sup.switch("blue")
+    calls = tmp_path / "crash-calls"
+    status, body, _ = sup.get(f"/crash?f={calls}", timeout=30)
+    assert status == 502 and body["error"]["type"] == "bad_gateway", body
+    assert 2 <= len(calls.read_text()) <= 3
+    # the backend is brought back all the same
+    wait_until(lambda: sup.state()["backends"]["blue"]["status"] == "running", "the restart")
+    wait_until(lambda: sup.get("/")[0] == 200, "an answer after the crashes")
 
 
 def test_an_inactive_backend_that_exits_is_left_exited(supervisor: Callable[[], Sup]) -> None:
