@@ -395,9 +395,10 @@ class Supervisor(StablePort):
                 return _problem(
                     503, "unavailable", f"the {backend.colour} backend of {self.app} is restarting"
                 )
+            session = self._session(backend)
             backend.inflight += 1
             try:
-                return await self._forward(request, body, backend)
+                return await self._forward(request, body, backend, session)
             except aiohttp.ClientConnectorError as exc:
                 if time.monotonic() >= deadline:
                     return _problem(502, "bad_gateway", f"cannot reach the backend: {exc}")
@@ -415,17 +416,22 @@ class Supervisor(StablePort):
                     f"the {backend.colour} backend closed the connection: {exc}",
                 )
             except aiohttp.ClientError as exc:
-                return _problem(502, "bad_gateway", f"the {backend.colour} backend failed: {exc}")
+                if not _never_sent(exc, session):
+                    return _problem(
+                        502, "bad_gateway", f"the {backend.colour} backend failed: {exc}"
+                    )
             finally:
                 backend.inflight -= 1
             await asyncio.sleep(0.05)
 
     async def _forward(
-        self, request: web.BaseRequest, body: bytes, backend: Backend
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        backend: Backend,
+        session: aiohttp.ClientSession,
     ) -> web.StreamResponse:
-        async with upstream_request(
-            self._session(backend), request, self.host, backend.port, body
-        ) as upstream:
+        async with upstream_request(session, request, self.host, backend.port, body) as upstream:
             chunked = "chunked" in upstream.headers.get("Transfer-Encoding", "").lower()
             length = upstream.content_length
             if length is not None and length <= _WHOLE and not chunked and request.method != "HEAD":
@@ -475,6 +481,13 @@ class Supervisor(StablePort):
         await proxy_runner.cleanup()
         await close_control(control_runner, self.control)
         return 0
+
+
+def _never_sent(exc: aiohttp.ClientError, session: aiohttp.ClientSession) -> bool:
+    """Whether ``exc`` says the request's connection was closed before anything was sent
+    on it: the backend exited meanwhile and its session (pooled connections and all) was
+    dropped. Such a request is sent again, whatever its method."""
+    return type(exc) is aiohttp.ClientConnectionError and session.closed
 
 
 async def _exits(proc: asyncio.subprocess.Process, deadline: float) -> bool:

@@ -28,6 +28,7 @@ from llmops.adapters import process
 from llmops.adapters.supervisor import (
     BACKOFF_CAP,
     COLOUR_HEADER,
+    _never_sent,
     forward_headers,
     restart_delay,
 )
@@ -230,6 +231,59 @@ def supervisor(tmp_path: Path) -> Iterator[Callable[[], Sup]]:
 def test_restart_delay_backs_off_and_caps() -> None:
     assert [restart_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
     assert restart_delay(30) == BACKOFF_CAP
+
+
+def test_a_request_whose_session_closed_as_it_connected_was_never_sent() -> None:
+    """The race CI met: the backend exits and its session is closed just as a request's
+    connection opens. aiohttp then fails the request before writing a byte, and the proxy
+    must know it can send it again; a connection refused or a server that answers
+    garbage is not that case."""
+    import asyncio
+
+    import aiohttp
+
+    async def scenario() -> tuple[bool, bool, bytes, bool]:
+        received = bytearray()
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            received.extend(await reader.read(65536))
+            writer.write(b"not http at all\r\n\r\n")
+            writer.close()
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/"
+        trace = aiohttp.TraceConfig()
+        sessions: list[aiohttp.ClientSession] = []
+
+        async def close_it(session: Any, context: Any, params: Any) -> None:
+            await sessions[0].close()
+
+        trace.on_connection_create_end.append(close_it)
+        async with aiohttp.ClientSession(trace_configs=[trace]) as closing:
+            sessions.append(closing)
+            try:
+                await closing.get(url)
+            except aiohttp.ClientError as exc:
+                closed_race = _never_sent(exc, closing)
+        async with aiohttp.ClientSession() as plain:
+            try:
+                await plain.get(url)
+            except aiohttp.ClientError as exc:
+                garbage = _never_sent(exc, plain)
+            server.close()
+            await server.wait_closed()
+            try:
+                await plain.get(url)
+            except aiohttp.ClientError as exc:
+                refused = _never_sent(exc, plain)
+        return closed_race, garbage, bytes(received), refused
+
+    closed_race, garbage, received, refused = asyncio.run(scenario())
+    assert closed_race is True
+    # the garbage answer came after the request was sent: that one did leave
+    assert received.startswith(b"GET / HTTP/1.1") and garbage is False
+    assert refused is False
 
 
 def test_hop_by_hop_headers_are_not_forwarded() -> None:
