@@ -416,7 +416,7 @@ class Supervisor(StablePort):
                     f"the {backend.colour} backend closed the connection: {exc}",
                 )
             except aiohttp.ClientError as exc:
-                if not _never_sent(exc, session):
+                if not _never_sent(exc, session) or time.monotonic() >= deadline:
                     return _problem(
                         502, "bad_gateway", f"the {backend.colour} backend failed: {exc}"
                     )
