@@ -71,13 +71,21 @@ class ReadinessProbe(Protocol):
 
 
 class AppSlot:
-    """The current version of one served app; replaced whole by the reloader."""
+    """The current version of one served app; replaced whole by the reloader, which
+    tells whoever keeps something derived from it (``on_swap``)."""
 
     def __init__(self, loaded: LoadedApp) -> None:
         self.current = loaded
+        self.listeners: list[Callable[[], None]] = []
+
+    def on_swap(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each swap."""
+        self.listeners.append(listener)
 
     def swap(self, loaded: LoadedApp) -> None:
         self.current = loaded
+        for listener in self.listeners:
+            listener()
 
 
 @dataclass

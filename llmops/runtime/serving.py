@@ -43,30 +43,26 @@ def provider_for(slots: Mapping[str, AppSlot]) -> Callable[[], ModelProvider]:
 def pricer_for(slots: Mapping[str, AppSlot]) -> Callable[[str, int, int], float]:
     """``pricer(model, prompt_tokens, completion_tokens)`` in USD, with the prices of the
     apps' current versions: a reload that changes ``spec.model.pricing`` takes effect at
-    once. The price table is rebuilt when a slot holds a new version, not on every call."""
+    once. The price table is built once and again after a slot is swapped, not per call."""
     from llmops.runtime.pricing import PriceTable
 
-    built: list[tuple[tuple[LoadedApp, ...], PriceTable]] = []
+    built: list[PriceTable] = []
 
-    def table() -> PriceTable:
-        current = tuple(slot.current for slot in slots.values())
-        if built:
-            seen, cached = built[0]
-            if len(seen) == len(current) and all(
-                a is b for a, b in zip(seen, current, strict=True)
-            ):
-                return cached
-        overrides = {
-            loaded.model.name: loaded.model.pricing
-            for loaded in current
-            if loaded.model.pricing is not None
-        }
-        fresh = PriceTable(overrides)
-        built[:] = [(current, fresh)]
-        return fresh
+    def forget() -> None:
+        built.clear()
+
+    for slot in slots.values():
+        slot.on_swap(forget)
 
     def pricer(model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        return table()(model, prompt_tokens, completion_tokens)
+        if not built:
+            overrides = {
+                slot.current.model.name: slot.current.model.pricing
+                for slot in slots.values()
+                if slot.current.model.pricing is not None
+            }
+            built.append(PriceTable(overrides))
+        return built[0](model, prompt_tokens, completion_tokens)
 
     return pricer
 
