@@ -354,21 +354,30 @@ def in_turns(
     return runs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str, out: str) -> argparse.Namespace:
+    """The options the gateway benchmarks share; ``out`` is the result file's name."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds measured per path")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds sent first, not counted")
     parser.add_argument("--block", type=float, default=5.0, help="seconds per turn of each path")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway.json")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=HERE / "results" / out)
+    return parser.parse_args()
+
+
+def client_loop() -> str:
+    """Install uvloop for the load generator where it is there; the loop's name."""
     try:
         import uvloop
-
-        uvloop.install()
-        client_loop = "uvloop"
     except ImportError:
-        client_loop = "asyncio"
+        return "asyncio"
+    uvloop.install()
+    return "uvloop"
+
+
+def main() -> None:
+    args = arguments(__doc__ or "", "gateway.json")
+    loop_name = client_loop()
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -461,7 +470,7 @@ def main() -> None:
         "load_average_1m": {"before": load_before[0], "after": load_after[0]},
         "target_added_median_ms": TARGET_ADDED_MEDIAN_MS,
         "target_met": met,
-        "client_loop": client_loop,
+        "client_loop": loop_name,
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

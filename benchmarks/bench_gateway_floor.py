@@ -12,7 +12,6 @@ benchmarks/results/gateway-floor.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -63,18 +62,8 @@ def port_open(port: int) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds per path")
-    parser.add_argument("--block", type=float, default=5.0, help="seconds per turn")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway-floor.json")
-    args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    args = bg.arguments(__doc__ or "", "gateway-floor.json")
+    bg.client_loop()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
@@ -103,7 +92,7 @@ def main() -> None:
                 ),
                 "forwarder": (port, bg.http_request("/", port, question), None),
             }
-            runs = bg.in_turns(paths, args.rate, args.duration, args.block, 3.0)
+            runs = bg.in_turns(paths, args.rate, args.duration, args.block, args.warmup)
         finally:
             bg.stop(forwarder, stub)
     latencies = {name: run["latencies"] for name, run in runs.items()}

@@ -363,12 +363,15 @@ async def lifespan_protocol(receive: Receive, send: Send) -> None:
             return
 
 
-def http_app(handler: App) -> App:
-    """An app that answers the lifespan protocol and hands http scopes to ``handler``."""
+def http_app(handler: App, events: list[str] | None = None) -> App:
+    """An app that answers the lifespan protocol and hands http scopes to ``handler``;
+    "lifespan-done" goes to ``events`` once the shutdown is answered."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await lifespan_protocol(receive, send)
+            if events is not None:
+                events.append("lifespan-done")
             return
         assert scope["type"] == "http", scope["type"]
         await handler(scope, receive, send)
@@ -1370,11 +1373,7 @@ def test_graceful_stop_lets_the_request_in_flight_finish(start: Launcher) -> Non
     release = threading.Event()
     events: list[str] = []
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_protocol(receive, send)
-            events.append("lifespan-done")
-            return
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         await read_body(receive)
         if scope["path"] == "/slow":
             entered.set()
@@ -1385,7 +1384,7 @@ def test_graceful_stop_lets_the_request_in_flight_finish(start: Launcher) -> Non
         else:
             await respond(send, 200, b"fast")
 
-    r = start(app)
+    r = start(http_app(handler, events))
     idle = Conn(r.port)
     idle.send(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
     assert idle.read_response().body == b"fast"
@@ -1417,11 +1416,7 @@ def test_graceful_timeout_cancels_requests_that_never_finish(start: Launcher) ->
     cancelled = threading.Event()
     events: list[str] = []
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_protocol(receive, send)
-            events.append("lifespan-done")
-            return
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         await read_body(receive)
         entered.set()
         try:
@@ -1431,7 +1426,7 @@ def test_graceful_timeout_cancels_requests_that_never_finish(start: Launcher) ->
             raise
         await respond(send, 200, b"never")
 
-    r = start(app, ServerLimits(graceful_seconds=0.3))
+    r = start(http_app(handler, events), ServerLimits(graceful_seconds=0.3))
     with Conn(r.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert entered.wait(DEADLINE)
