@@ -15,8 +15,24 @@ import threading
 import time
 from typing import Any, TextIO
 
+import orjson
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
+#: dates and dataclasses written as their ``str`` too, as the standard library's ``default``
+_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def encode(record: dict[str, Any]) -> str:
+    """``record`` as one line of compact JSON, other values as their ``str``: orjson
+    (several times faster), the standard library for what orjson refuses (an integer
+    over 64 bits, a lone surrogate). orjson writes NaN and infinity as ``null``."""
+    try:
+        return orjson.dumps(record, default=str, option=_OPTIONS).decode("utf-8")
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _ENCODER.encode(record)
 
 
 class JsonLogger:
@@ -56,7 +72,7 @@ class JsonLogger:
         for key, value in fields.items():
             if value is not None:
                 record[key] = value
-        line = _ENCODER.encode(record)
+        line = encode(record)
         for secret in self._secrets:
             line = line.replace(secret, "[redacted]")
         stream = self.stream if self.stream is not None else sys.stderr

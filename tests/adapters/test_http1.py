@@ -632,6 +632,34 @@ def test_a_cancelled_request_frees_its_connection_slot() -> None:
     assert run(go()) == (b"hello", 2)
 
 
+def test_a_cancellation_from_outside_is_not_taken_for_a_timeout() -> None:
+    """The request's deadline cancels its task; a cancel that came from elsewhere, also
+    one at the moment the deadline fires, stays a CancelledError, and the task's
+    cancellation count is left as it was (as asyncio.timeout leaves it)."""
+
+    async def silent(peer: Peer) -> None:
+        await peer.request()
+        await asyncio.sleep(2)
+
+    async def go() -> tuple[int, int]:
+        async with Server(silent) as server, client() as http:
+            task = asyncio.create_task(get(http, server.url(), timeout=5))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            both = asyncio.create_task(get(http, server.url(), timeout=0.2))
+            asyncio.get_running_loop().call_later(0.2, both.cancel)
+            with pytest.raises(asyncio.CancelledError):
+                await both
+            timed_out = asyncio.create_task(get(http, server.url(), timeout=0.1))
+            with pytest.raises(HttpTimeout):
+                await timed_out
+            return both.cancelling(), timed_out.cancelling()
+
+    assert run(go()) == (1, 0)
+
+
 # -- the pool limit ------------------------------------------------------------------------
 
 

@@ -42,3 +42,18 @@ def test_secrets_are_masked_and_levels_filtered() -> None:
     record = json.loads(line)
     assert record["detail"] == "key [redacted] refused"
     assert record["when"] == "2024-01-02 00:00:00+00:00", "other values as text"
+
+
+def test_values_orjson_refuses_are_written_by_the_standard_library() -> None:
+    stream = io.StringIO()
+    logger = JsonLogger(stream)
+    logger.info("odd", big=2**70, lone="a\udc80b", tokens=(1, 2))
+    (line,) = stream.getvalue().splitlines()
+    assert '"big":1180591620717411303424' in line, "the integer kept whole"
+    assert '"lone":"a\udc80b"' in line, "the lone surrogate kept (stderr escapes it)"
+    assert json.loads(line)["tokens"] == [1, 2]
+    stream = io.StringIO()
+    JsonLogger(stream).info("plain", nan=float("nan"), tokens=(1, 2), n=2**63 - 1)
+    record = json.loads(stream.getvalue())
+    assert record["nan"] is None, "NaN is not JSON: written as null"
+    assert record["tokens"] == [1, 2] and record["n"] == 2**63 - 1
