@@ -1445,7 +1445,7 @@ class HttpClient:
         data = endpoint.message(method, headers, body)
         head_request = method == b"HEAD"
         task = asyncio.current_task(pool.loop) if timeout is not None else None
-        if task is None:
+        if task is None or timeout is None:
             return await _within(pool.exchange(data, head_request), timeout)
         deadline = _Deadline(pool.loop, task, timeout)
         try:
