@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -53,6 +53,8 @@ log = logging.getLogger("llmops.server")
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+#: the status line of each known status, made once
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()}
 _NO_BODY_STATUS = frozenset({204, 304})
 _FRAMING = frozenset({b"content-length", b"date", b"connection", b"transfer-encoding"})
 
@@ -101,21 +103,50 @@ def bind(host: str, port: int) -> socket.socket:
 class _Clock:
     """The ``date`` header value, formatted once per second."""
 
-    __slots__ = ("second", "value")
+    __slots__ = ("line_value", "second", "value")
 
     def __init__(self) -> None:
         self.second = -1
         self.value = b""
+        self.line_value = b""
 
     def date(self) -> bytes:
         now = int(time.time())
         if now != self.second:
             self.second = now
             self.value = formatdate(now, usegmt=True).encode("ascii")
+            self.line_value = b"date: %s\r\n" % self.value
         return self.value
+
+    def line(self) -> bytes:
+        """The whole ``date: ...\\r\\n`` header line (one concatenation less per response)."""
+        second = self.second
+        if not second <= time.time() < second + 1:  # (no int() per call)
+            self.date()
+        return self.line_value
 
 
 _CLOCK = _Clock()
+
+
+def _scope_base(server: Any, client: Any) -> dict[str, Any]:
+    """The http scope of a connection's requests, the request's own values to be set:
+    each request's scope is a copy (the keys in the order of the ASGI spec)."""
+    return {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": "1.1",
+        "server": server,
+        "client": client,
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [],
+        "state": {},
+    }
 
 
 def _plain(status: int, text: str) -> bytes:
@@ -126,14 +157,15 @@ def _plain(status: int, text: str) -> bytes:
 
 
 class _Exchange:
-    """One request and its response on a connection."""
+    """One request and its response on a connection. The exchange itself is the ASGI
+    ``send`` callable (no bound method made per request), and it offers :meth:`llmops_respond`
+    to apps that know this server: a whole response without the two messages."""
 
     __slots__ = (
         "body",
         "body_done",
         "chunked",
         "conn",
-        "continue_sent",
         "disconnected",
         "done",
         "expect_continue",
@@ -148,22 +180,24 @@ class _Exchange:
         "waiters",
     )
 
+    # set by _head, read once the response has started
+    head: bytes
+    chunked: bool
+    no_body: bool
+    length_left: int | None
+
     def __init__(self, conn: _Connection, scope: Message, keep_alive: bool, expect: bool) -> None:
         self.conn = conn
         self.scope = scope
         self.keep_alive = keep_alive
+        #: a 100 Continue is owed before the first read of the body
         self.expect_continue = expect
-        self.continue_sent = False
         self.body = bytearray()
         self.body_done = False
         self.final_sent = False
         self.disconnected = False
         self.started = False
         self.done = False
-        self.head = b""
-        self.chunked = False
-        self.no_body = False
-        self.length_left: int | None = None
         #: receive() calls waiting for body bytes, the end of the response or the client
         #: to go (an app may listen for the disconnect in a task of its own)
         self.waiters: list[asyncio.Future[None]] = []
@@ -188,8 +222,8 @@ class _Exchange:
                 await self._wait()
             return {"type": "http.disconnect"}
         if not self.body and not self.body_done:
-            if self.expect_continue and not self.continue_sent and not self.started:
-                self.continue_sent = True
+            if self.expect_continue and not self.started:
+                self.expect_continue = False
                 self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.conn.resume_reading()
             while not (self.body or self.body_done or self.disconnected):
@@ -247,14 +281,47 @@ class _Exchange:
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
+    __call__ = send
+
+    def llmops_respond(
+        self, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """Send ``http.response.start`` (``status``, ``headers``) and one final
+        ``http.response.body`` (``body``) at once, with the same checks, errors and
+        framing, but no message dicts and no coroutines (``llmops.runtime.httpio.Reply``
+        uses it when its ``send`` has it; under any other server it sends the two
+        messages). Nothing to await: the body is whole, as a final body message's is."""
+        if self.started:
+            raise RuntimeError("ASGI message 'http.response.start' sent twice")
+        head = self._head(status, headers or ())
+        self.started = True
+        if self.done:
+            raise RuntimeError(
+                "ASGI message 'http.response.body' sent after the response ended"
+            )
+        if self.disconnected:
+            self.head = head  # (as the start message leaves it; never written)
+            return
+        left = self.length_left
+        if left is not None and len(body) == left:  # the usual: exactly its content-length
+            self.length_left = 0
+            data = head + body
+        else:
+            data = head + self._frame(body, False)
+            if self.length_left:  # shorter than its content-length: cannot be reused
+                self.keep_alive = False
+        conn = self.conn
+        conn.write(data)
+        self.done = True
+        conn.finished(self)
+
     def _head(self, status: int, headers: Any) -> bytes:
         length: int | None = None
-        chunked = dated = False
-        kept = []
-        for header in headers:
-            name = header[0].lower()
+        chunked = dated = no_body = False
+        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        for raw_name, value in headers:
+            name = raw_name.lower()
             if name in _FRAMING:
-                value = header[1]
                 if name == b"content-length":
                     length = int(value)
                 elif name == b"date":
@@ -266,30 +333,35 @@ class _Exchange:
                 else:  # transfer-encoding, written below
                     chunked = value.lower() == b"chunked"
                     continue
-            kept.append(header)
-        lines = b"".join([b"%s: %s\r\n" % (name, value) for name, value in kept])
-        # a name or value with CR or LF would smuggle headers: count instead of scanning each
-        if lines.count(b"\n") != len(kept) or lines.count(b"\r") != len(kept):
+            lines.append(b"%s: %s\r\n" % (raw_name, value))
+        head = b"".join(lines)
+        # a name or value with CR or LF would smuggle headers: count instead of scanning
+        # each (every line, the status line too, has exactly one of each)
+        if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines):
             raise RuntimeError("a response header name or value contains CR or LF")
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"")), lines]
         if not dated:
-            parts.append(b"date: %s\r\n" % _CLOCK.date())
+            head += _CLOCK.line()
+        left: int | None = None
         if self.scope["method"] == "HEAD" or status in _NO_BODY_STATUS or status < 200:
-            self.no_body = True
+            no_body = True
         elif length is not None and not chunked:
-            self.length_left = length
+            left = length
         elif self.scope["http_version"] == "1.1":
             chunked = True
         else:
             self.keep_alive = False  # HTTP/1.0, no length: the close ends the body
-        if chunked and not self.no_body:
+        self.no_body = no_body
+        self.length_left = left
+        self.head = b""
+        if chunked and not no_body:
             self.chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
+            head += b"transfer-encoding: chunked\r\n"
+        else:
+            self.chunked = False
         if not self.keep_alive or self.conn.closing:
             self.keep_alive = False
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
+            head += b"connection: close\r\n"
+        return head + b"\r\n"
 
     def _frame(self, body: bytes, more: bool) -> bytes:
         if self.no_body:
@@ -311,12 +383,20 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: AsgiServer, loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
+        self.app = server.app
         self.loop = loop
         self.limits = server.limits
+        self.max_body = self.limits.max_body_buffer
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        #: an ``Expect: 100-continue`` header in the head being read
+        self.expect = False
+        #: the last request target and what it split into (raw path, query, path): a
+        #: keep-alive client mostly asks for the same URL again
+        self.last_target: bytes | None = None
+        self.last_url: tuple[bytes, bytes, str] = (b"", b"", "")
         self.head_size = 0
         self.max_head = self.limits.max_head_bytes
         self.too_large = False
@@ -326,6 +406,7 @@ class _Connection(asyncio.Protocol):
         self.queue: deque[_Exchange] = deque()
         self.server_addr: Any = None
         self.client_addr: Any = None
+        self.scope_base = _scope_base(None, None)
         self.read_paused = False
         self.write_paused = False
         self.drained: asyncio.Future[None] | None = None
@@ -348,6 +429,7 @@ class _Connection(asyncio.Protocol):
         client = transport.get_extra_info("peername")
         self.server_addr = (server[0], server[1]) if isinstance(server, tuple) else None
         self.client_addr = (client[0], client[1]) if isinstance(client, tuple) else None
+        self.scope_base = _scope_base(self.server_addr, self.client_addr)
         self.server.connections.add(self)
         if self.server.stopping:
             self.closing = True
@@ -412,6 +494,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.expect = False
         self.head_size = 0
         self.in_head = True
 
@@ -420,11 +503,15 @@ class _Connection(asyncio.Protocol):
         self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value)
-        if self.head_size > self.max_head:
+        size = self.head_size + len(name) + len(value)
+        self.head_size = size
+        if size > self.max_head:
             self.too_large = True
             raise _TooLarge
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        self.headers.append((name, value))
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect = True
 
     def on_headers_complete(self) -> None:
         if self.head_size + 4 * len(self.headers) > self.max_head:
@@ -434,39 +521,35 @@ class _Connection(asyncio.Protocol):
         self.idle_since = None  # (a head that never ends is closed by the idle sweep)
         parser = self.parser
         target = self.url
-        if target[:1] == b"/" and b"?" not in target and b"#" not in target:
-            raw_path, query = target, b""  # the usual origin form, nothing to split
+        if target == self.last_target:
+            raw_path, query, path = self.last_url
         else:
-            url = httptools.parse_url(target)
-            raw_path, query = url.path or b"/", url.query or b""
-        path = raw_path.decode("ascii", "surrogateescape")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
-        headers = self.headers
-        expect = False
-        for name, value in headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                expect = True
-        scope: Message = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": parser.get_http_version(),
-            "server": self.server_addr,
-            "client": self.client_addr,
-            "scheme": "http",
-            "method": parser.get_method().decode("ascii"),
-            "root_path": "",
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": self.server.state.copy(),
-        }
+            if target[:1] == b"/" and b"?" not in target and b"#" not in target:
+                raw_path, query = target, b""  # the usual origin form, nothing to split
+            else:
+                url = httptools.parse_url(target)
+                raw_path, query = url.path or b"/", url.query or b""
+            path = raw_path.decode("ascii", "surrogateescape")
+            if "%" in path:
+                path = urllib.parse.unquote(path)
+            self.last_target = target
+            self.last_url = (raw_path, query, path)
+        # a copy of the connection's scope with this request's values: cheaper than
+        # building a dict of 13 keys (and in the same order)
+        scope = self.scope_base.copy()
+        scope["http_version"] = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = self.headers
+        scope["state"] = self.server.state.copy()
         keep_alive = parser.should_keep_alive() and not self.closing
-        exchange = _Exchange(self, scope, keep_alive, expect)
+        exchange = _Exchange(self, scope, keep_alive, self.expect)
         self.current = exchange
-        if self.active is None:
-            self._start(exchange)
+        if self.active is None:  # (_start, inline)
+            self.active = exchange
+            exchange.task = self.loop.create_task(self._run(exchange))
         else:  # pipelined: wait for the one in flight, and read no further meanwhile
             self.queue.append(exchange)
             self.pause_reading()
@@ -476,9 +559,10 @@ class _Connection(asyncio.Protocol):
         if exchange is None or exchange.done:  # answered already: the rest is dropped
             return
         exchange.body += body
-        if len(exchange.body) > self.limits.max_body_buffer:
+        if len(exchange.body) > self.max_body:
             self.pause_reading()
-        exchange.wake()
+        if exchange.waiters:
+            exchange.wake()
 
     def on_message_complete(self) -> None:
         exchange = self.current
@@ -486,7 +570,8 @@ class _Connection(asyncio.Protocol):
             return
         self.current = None
         exchange.body_done = True
-        exchange.wake()
+        if exchange.waiters:
+            exchange.wake()
 
     # -- running the app ---------------------------------------------------------------
 
@@ -496,7 +581,7 @@ class _Connection(asyncio.Protocol):
 
     async def _run(self, exchange: _Exchange) -> None:
         try:
-            await self.server.app(exchange.scope, exchange.receive, exchange.send)
+            await self.app(exchange.scope, exchange.receive, exchange)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 self.close()
@@ -520,7 +605,8 @@ class _Connection(asyncio.Protocol):
         """``exchange``'s response is complete: close, or go on with the next request (the
         rest of a body the app did not read is read and dropped, as uvicorn does)."""
         exchange.body.clear()
-        exchange.wake()
+        if exchange.waiters:
+            exchange.wake()
         if self.active is exchange:
             self.active = None
         if self.lost:
@@ -535,7 +621,8 @@ class _Connection(asyncio.Protocol):
         elif self.broken:
             self.close()
         else:
-            self.resume_reading()
+            if self.read_paused:
+                self.resume_reading()
             self.idle_since = time.monotonic()
 
     # -- transport -----------------------------------------------------------------------
@@ -561,7 +648,7 @@ class _Connection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self.read_paused and self.transport is not None and not self.lost and not self.broken:
             if self.queue or (
-                self.current is not None and len(self.current.body) > self.limits.max_body_buffer
+                self.current is not None and len(self.current.body) > self.max_body
             ):
                 return
             self.read_paused = False

@@ -117,12 +117,18 @@ class Reply:
         return cls(status, encode_json(value))
 
     async def send(self, send: Send, *extra: tuple[bytes, bytes]) -> None:
-        """Send it as one start and one body message; ``extra`` headers go last (the
-        gateway's server writes the two as one: ``llmops.adapters.asgi_server``)."""
-        headers = [*self.headers, (b"content-length", str(len(self.body)).encode())]
+        """Send it as one start and one body message; ``extra`` headers go last. The
+        gateway's server (``llmops.adapters.asgi_server``) offers ``send.llmops_respond(status,
+        headers, body)``: the same two messages, written at once without building them
+        or awaiting twice; any other server gets the two messages."""
+        headers = [*self.headers, (b"content-length", b"%d" % len(self.body))]
         if self.content_type is not None:
             headers.append((b"content-type", self.content_type))
         headers.extend(extra)
+        respond = getattr(send, "llmops_respond", None)
+        if respond is not None:
+            respond(self.status, headers, self.body)
+            return
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 

@@ -29,6 +29,34 @@ def test_a_reply_is_one_start_and_one_body_message() -> None:
     ]
 
 
+def test_a_reply_uses_the_servers_respond_when_its_send_has_one() -> None:
+    """The same status, headers and body as the two messages, in one call, and no message."""
+    responded: list[tuple[int, list[tuple[bytes, bytes]], bytes]] = []
+
+    class Send:
+        async def __call__(self, message: Message) -> None:
+            raise AssertionError("a message was sent, not one respond call")
+
+        def llmops_respond(
+            self, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+        ) -> None:
+            responded.append((status, headers, body))
+
+    asyncio.run(Reply(201, b"{}", [(b"retry-after", b"2")]).send(Send(), (b"x-request-id", b"r")))
+    assert responded == [
+        (
+            201,
+            [
+                (b"retry-after", b"2"),
+                (b"content-length", b"2"),
+                (b"content-type", b"application/json"),
+                (b"x-request-id", b"r"),
+            ],
+            b"{}",
+        )
+    ]
+
+
 def test_request_ids_are_honoured_when_sane_and_otherwise_new_and_unique() -> None:
     assert request_id("abc-1.2:3_x") == "abc-1.2:3_x"
     made = {request_id(None) for _ in range(1000)} | {request_id("no spaces please")}
