@@ -75,6 +75,9 @@ from typing import Any, Final, Self, TypeVar
 
 T = TypeVar("T")
 
+_get_running_loop: Final = asyncio.get_running_loop
+_current_task: Final = asyncio.current_task
+
 #: Longest status line + header section accepted (and longest chunked trailer section).
 MAX_HEAD_BYTES: Final = 64 * 1024
 #: Largest body :meth:`HttpClient.request` reads whole.
@@ -232,11 +235,26 @@ def _parse_head(head: bytes, no_body: bool = False) -> tuple[int, str, Headers, 
     if match is None:
         _diagnose(head)
         raise ProtocolError(f"the response head is malformed: {_show(head)}")
-    status = int(match[2])
-    reason = match[3]
-    fields = match[4]
+    version, code, reason, fields = match.groups()
+    status = int(code)
+    framing = _FRAMING.findall(fields)
+    if len(framing) == 1 and version == b"1" and not no_body and status >= 200:
+        # the usual head: HTTP/1.1, a body framed by one plain Content-Length, keep-alive
+        name, value = framing[0]
+        value = value.strip(b" \t")
+        if (
+            value.isdigit()
+            and len(value) <= 18
+            and name.lower() == b"content-length"
+            and status not in _NO_BODY_STATUS
+        ):
+            headers = Headers.__new__(Headers)
+            headers._raw = fields
+            headers._items = headers._index = None
+            text = reason.decode("latin-1") if reason else ""
+            return status, text, headers, _LENGTH, int(value), True
     length = coding = connection = None
-    for name, value in _FRAMING.findall(fields):
+    for name, value in framing:
         name = name.lower()
         value = value.strip(b" \t")
         if name == b"content-length":
@@ -1153,18 +1171,23 @@ class _Pool:
 
     # -- one exchange
 
-    async def _send(self, conn: _Connection, data: bytes) -> tuple[_Connection, bytes]:
-        """Send ``data`` on ``conn``; the connection that answered and the response head.
-        A pooled connection found closed before any byte of the response came is replaced
-        by a fresh one and ``data`` sent again, once. On failure the connection in use is
-        discarded."""
+    async def _send(
+        self, conn: _Connection, data: bytes, written: bool = False
+    ) -> tuple[_Connection, bytes]:
+        """Send ``data`` on ``conn`` (``written``: it was just written there, and nothing of
+        the reply taken from the buffer yet); the connection that answered and the response
+        head. A pooled connection found closed before any byte of the response came is
+        replaced by a fresh one and ``data`` sent again, once. On failure the connection in
+        use is discarded."""
         retried = False
         limit = self.settings.max_head
         try:
             while True:
-                conn.got_data = False
-                assert conn.transport is not None
-                conn.transport.write(data)
+                if not written:
+                    conn.got_data = False
+                    assert conn.transport is not None
+                    conn.transport.write(data)
+                written = False
                 try:
                     if conn.write_paused:
                         await conn.drain()
@@ -1179,11 +1202,43 @@ class _Pool:
             raise
 
     async def exchange(self, data: bytes, head_request: bool) -> Response:
-        """Send ``data``; the whole response."""
-        conn = await self.acquire()
-        max_head = self.settings.max_head
+        """Send ``data``; the whole response.
+
+        The usual exchange runs here without another coroutine: the last idle connection
+        is fit for use (else :meth:`acquire`), the request is written at once (no write
+        back-pressure, nothing buffered) and one wait brings the whole head; anything else
+        continues in :meth:`_send`, which sees the state :meth:`read_head` would have."""
+        idle = self.idle
+        settings = self.settings
+        if idle:
+            conn = idle[-1]
+            expiry = self.loop.time() - settings.keepalive_expiry
+            if conn.eof or conn.buf or conn.idle_since < expiry:
+                conn = await self.acquire()
+            else:
+                idle.pop()
+                conn.in_pool = False
+        else:
+            conn = await self.acquire()
+        max_head = settings.max_head
         try:
-            conn, head = await self._send(conn, data)
+            transport = conn.transport
+            buf = conn.buf
+            if transport is None or conn.write_paused or conn.eof or buf:
+                conn, head = await self._send(conn, data)
+            else:
+                conn.got_data = False
+                transport.write(data)
+                if conn.write_paused or conn.eof or buf:
+                    conn, head = await self._send(conn, data, True)
+                else:
+                    await conn.wait()
+                    end = buf.find(b"\r\n\r\n")
+                    if 0 <= end <= max_head:
+                        head = bytes(buf[:end])
+                        del buf[: end + 4]
+                    else:  # not all here yet, too long, or the connection ended
+                        conn, head = await self._send(conn, data, True)
             while True:
                 status, reason, headers, mode, length, reuse = _parse_head(head, head_request)
                 if status >= 200:
@@ -1193,7 +1248,7 @@ class _Pool:
                 head = await conn.read_head(max_head)  # 1xx: interim, skip it
             buf = conn.buf
             trailers = None
-            max_body = self.settings.max_body
+            max_body = settings.max_body
             if mode == _LENGTH and length > max_body:
                 raise TooLarge(f"the response body is over {max_body:,} bytes ({length:,})")
             if mode == _LENGTH and len(buf) == length:  # the usual case: all here, nothing else
@@ -1441,13 +1496,18 @@ class HttpClient:
         """One request, its response read whole; connect, send and read within ``timeout``
         seconds. ``headers``: extra header lines (:func:`header_lines`); ``body`` None sends
         no Content-Length (GET), bytes (even empty) do."""
-        pool = await self._pool(endpoint)
+        # as _pool(), inline: one coroutine fewer
+        loop = _get_running_loop()
+        pools = self._loops.get(loop)
+        if pools is None or pools.closed:
+            pools = await self._start(loop)
+        pool = pools.pools.get(endpoint.key) or pools.add(endpoint)
         data = endpoint.message(method, headers, body)
         head_request = method == b"HEAD"
-        task = asyncio.current_task(pool.loop) if timeout is not None else None
+        task = _current_task(loop) if timeout is not None else None
         if task is None or timeout is None:
             return await _within(pool.exchange(data, head_request), timeout)
-        deadline = _Deadline(pool.loop, task, timeout)
+        deadline = _Deadline(loop, task, timeout)
         try:
             response = await pool.exchange(data, head_request)
         except asyncio.CancelledError:

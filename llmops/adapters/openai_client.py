@@ -36,10 +36,10 @@ import logging
 import random
 import re
 import ssl
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from time import perf_counter as _perf_counter
 from typing import Any, Self, TypeVar
 
 from llmops import __version__
@@ -57,7 +57,7 @@ from llmops.adapters.http1 import (
 )
 from llmops.adapters.openai_wire import (
     Chunk,
-    Reply,
+    ReplyFields,
     WireError,
     chat_body,
     error_text,
@@ -65,6 +65,7 @@ from llmops.adapters.openai_wire import (
     parse_embeddings,
     parse_reply,
     redact,
+    reply_fields,
 )
 from llmops.adapters.retry import RETRYABLE_STATUS, backoff_delay, parse_retry_after
 from llmops.adapters.sse import LineSplitter, LineTooLong, SSEDecoder
@@ -199,6 +200,7 @@ class OpenAIClient:
             },
         )  # reads the proxy settings of the environment now
         self._targets: dict[tuple[str, str], _Target] = {}
+        self._chat_targets: dict[str, _Target] = {}  # complete()'s, by base URL
         self._closed = False
 
     def __repr__(self) -> str:
@@ -223,38 +225,57 @@ class OpenAIClient:
     # -- chat -------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest, api_key: str | None = None) -> ChatResponse:
-        """One reply; ``latency_ms`` covers every attempt and the waits between them."""
+        """One reply; ``latency_ms`` covers every attempt and the waits between them.
+
+        The first attempt runs inline (as :meth:`_post` would, without its coroutine) and
+        the reply is read as a tuple (:func:`reply_fields`): most calls need nothing else."""
         if self._closed:
             self._check_open()
-        target = self._targets.get((request.base_url, "chat/completions"))
+        target = self._chat_targets.get(request.base_url)
         if target is None:
-            target = self._target(request.base_url, "chat/completions", api_key)
+            target = self._chat_target(request.base_url, api_key)
         headers = _auth_lines(api_key, target)
         payload = _json_payload(chat_body(request, stream=False), target, api_key)
         timeout = request.timeout_seconds
-        started = time.perf_counter()
+        started = _perf_counter()
         retries = 0
         first: _Transient | None = None
         try:  # the first attempt, inline: most calls need no other
-            reply = _parsed(await self._post(target, payload, headers, timeout, api_key), target)
+            try:
+                response = await self._http.request(
+                    target.endpoint, b"POST", payload, headers, timeout=timeout
+                )
+            except HttpError as exc:
+                raise _attempt_failure(exc, target.what, timeout, api_key) from exc
+            status = response.status
+            if status < 200 or status >= 300:
+                _check_status(
+                    status, response.reason, response.headers, response.body, target.what, api_key
+                )
+            fields = _parsed(response.body, target)
         except _Transient as failure:
             first = failure
         if first is not None:
 
-            async def attempt() -> Reply:
+            async def attempt() -> ReplyFields:
                 body = await self._post(target, payload, headers, timeout, api_key)
                 return _parsed(body, target)
 
-            reply, retries = await self._retrying(
+            fields, retries = await self._retrying(
                 target.what, request.max_retries, api_key, attempt, first
             )
+        content, finish_reason, model, prompt_tokens, completion_tokens = fields
+        pricer = self._pricer
+        cost = pricer(request.model, prompt_tokens, completion_tokens) if pricer else 0.0
         return ChatResponse(
-            content=reply.content,
-            usage=self._usage(request.model, reply.prompt_tokens, reply.completion_tokens),
-            model=reply.model or request.model,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
+            content=content,
+            usage=Usage(
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost
+            ),
+            model=model or request.model,
+            latency_ms=(_perf_counter() - started) * 1000.0,
             retries=retries,
-            finish_reason=reply.finish_reason,
+            finish_reason=finish_reason,
         )
 
     def stream(self, request: ChatRequest, api_key: str | None = None) -> ChatStream:
@@ -430,16 +451,22 @@ class OpenAIClient:
             response = await self._http.request(
                 target.endpoint, b"POST", payload, headers, timeout=timeout
             )
-        except HttpTimeout as exc:
-            raise _Transient(f"no reply to {target.what} within {timeout:g}s (timeout)") from exc
         except HttpError as exc:
-            raise _request_failure(exc, target.what, api_key) from exc
+            raise _attempt_failure(exc, target.what, timeout, api_key) from exc
         status = response.status
         if status < 200 or status >= 300:
             _check_status(
                 status, response.reason, response.headers, response.body, target.what, api_key
             )
         return response.body
+
+    def _chat_target(self, base_url: str, api_key: str | None) -> _Target:
+        """:meth:`_target` of ``chat/completions``, remembered by ``base_url`` alone."""
+        found = self._target(base_url, "chat/completions", api_key)
+        if len(self._chat_targets) >= _MAX_TARGETS:
+            self._chat_targets.clear()
+        self._chat_targets[base_url] = found
+        return found
 
     def _target(self, base_url: str, path: str, api_key: str | None) -> _Target:
         found = self._targets.get((base_url, path))
@@ -530,11 +557,21 @@ async def _finish_quietly(response: StreamResponse) -> None:
         pass
 
 
-def _parsed(body: bytes, target: _Target) -> Reply:
+def _parsed(body: bytes, target: _Target) -> ReplyFields:
     try:
-        return parse_reply(body)
+        return reply_fields(body)
     except WireError as exc:
         raise _Transient(f"{target.what}: {exc}") from exc
+
+
+def _attempt_failure(
+    exc: HttpError, what: str, timeout: float, api_key: str | None
+) -> Exception:
+    """The error for an attempt the transport failed: ``_Transient``, or ``Permanent``
+    when the request itself is wrong (see :func:`_request_failure`)."""
+    if isinstance(exc, HttpTimeout):
+        return _Transient(f"no reply to {what} within {timeout:g}s (timeout)")
+    return _request_failure(exc, what, api_key)
 
 
 def _times(retries: int) -> str:

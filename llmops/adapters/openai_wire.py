@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from llmops.domain import jsoncodec
 from llmops.domain.chat import ChatRequest
 
@@ -55,7 +57,7 @@ def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    else:
+    elif "stream" in body or "stream_options" in body:  # rare: lookups cost less than pops
         body.pop("stream", None)
         body.pop("stream_options", None)
     return body
@@ -130,12 +132,30 @@ def _first_choice(data: dict[str, Any], what: str) -> dict[str, Any]:
     return choice
 
 
-def _plain_reply(body: bytes) -> Reply | None:
-    """The reply of the usual shape (an object with a first choice whose message content
-    is text, and usage with both token counts), read without the checks that find what
-    is wrong with another; None for anything else, which :func:`parse_reply` then reads
-    with them (and says what is wrong)."""
-    data = jsoncodec.try_loads(body)
+#: ``(content, finish_reason, model, prompt_tokens, completion_tokens)`` of a reply.
+ReplyFields = tuple[str, str | None, str | None, int, int]
+
+
+def _plain_reply(body: bytes) -> ReplyFields | None:
+    """The fields of a reply of the usual shape (an object with a first choice whose
+    message content is text, and usage with both token counts), read without the checks
+    that find what is wrong with another; None for anything else, which
+    :func:`_checked_reply` then reads with them (and says what is wrong).
+
+    The value comes from orjson, so its types are exact: ``dict``, ``list``, ``str``,
+    ``int`` (a ``bool`` is not ``int`` by ``type``). Looking a string key up succeeds on a
+    dict only (a list or a str raises TypeError), so the lookups below leave ``data``,
+    ``message`` and ``usage`` dicts; ``data["choices"][0]`` then ``["message"]`` leave
+    ``choices`` a list (a str's first item is a str, whose lookup fails) and ``choice`` a
+    dict. orjson is called directly, without ``jsoncodec``'s guard against integers of 19
+    digits or more (a regex search that costs more than the parse): orjson reads an
+    integer beyond 64 bits as a float, which fails the ``int`` checks of the only numbers
+    read here, and reads every other value as the standard library does; what it refuses
+    goes to the checked path, which parses with that guard."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
     try:
         choice = data["choices"][0]
         content = choice["message"]["content"]
@@ -144,27 +164,21 @@ def _plain_reply(body: bytes) -> Reply | None:
     except (LookupError, TypeError):
         return None
     if not (
-        isinstance(data, dict)
-        and isinstance(data["choices"], list)
-        and isinstance(choice, dict)
-        and isinstance(content, str)
-        and isinstance(usage, dict)
-        and _count(prompt)
-        and _count(completion)
+        type(content) is str
+        and type(prompt) is int
+        and prompt >= 0
+        and type(completion) is int
+        and completion >= 0
     ):
         return None
     finish, model = choice.get("finish_reason"), data.get("model")
-    return Reply(
-        content=content,
-        finish_reason=finish if isinstance(finish, str) else None,
-        model=model if isinstance(model, str) else None,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
+    return (
+        content,
+        finish if type(finish) is str else None,
+        model if type(model) is str else None,
+        prompt,
+        completion,
     )
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _optional_str(value: Any) -> str | None:
@@ -174,7 +188,23 @@ def _optional_str(value: Any) -> str | None:
 def parse_reply(body: bytes) -> Reply:
     """A non-streamed chat completion."""
     fast = _plain_reply(body)
-    return fast if fast is not None else _checked_reply(body)
+    return Reply(*fast) if fast is not None else _checked_reply(body)
+
+
+def reply_fields(body: bytes) -> ReplyFields:
+    """:func:`parse_reply` as a tuple (no :class:`Reply` built): ``(content,
+    finish_reason, model, prompt_tokens, completion_tokens)``."""
+    fast = _plain_reply(body)
+    if fast is not None:
+        return fast
+    reply = _checked_reply(body)
+    return (
+        reply.content,
+        reply.finish_reason,
+        reply.model,
+        reply.prompt_tokens,
+        reply.completion_tokens,
+    )
 
 
 def _checked_reply(body: bytes) -> Reply:

@@ -1360,3 +1360,98 @@ def test_headers_mapping_api() -> None:
     assert headers.get_all("A") == ["1", "3"] and headers.raw()[1] == ("b", "2")
     assert "B" in headers and "c" not in headers
     assert headers.get("C", "-") == "-" and repr(headers).startswith("Headers([('A', '1')")
+
+
+# -- fast paths ---------------------------------------------------------------------------
+
+CL_VALUES = st.sampled_from(
+    [b"0", b"5", b" 17 ", b"\t3", b"5, 5", b"5,6", b"+5", b"-1", b"", b"abc", b"1" * 18, b"1" * 19]
+)
+
+
+@given(
+    status=st.sampled_from([100, 101, 200, 201, 204, 304, 404, 599]),
+    name=st.sampled_from([b"Content-Length", b"content-length", b"CONTENT-LENGTH"]),
+    value=CL_VALUES,
+    coding=st.sampled_from([None, b"chunked", b"gzip"]),
+    reason=st.sampled_from([b" OK", b"", b" "]),
+    no_body=st.booleans(),
+)
+@settings(max_examples=400, deadline=None)
+def test_the_usual_head_parses_as_the_full_parser_reads_it(
+    status: int, name: bytes, value: bytes, coding: bytes | None, reason: bytes, no_body: bool
+) -> None:
+    """``_parse_head``'s fast path (one Content-Length, HTTP/1.1) against its full path,
+    which an extra ``Connection: keep-alive`` field (no change for HTTP/1.1) forces."""
+    head = b"HTTP/1.1 %d%s\r\nDate: x\r\n%s:%s" % (status, reason, name, value)
+    if coding is not None:
+        head += b"\r\nTransfer-Encoding: " + coding
+
+    def outcome(data: bytes) -> object:
+        try:
+            status, reason, headers, mode, length, reuse = _parse_head(data, no_body)
+        except ProtocolError as exc:
+            return str(exc)
+        return status, reason, headers.get("content-length"), mode, length, reuse
+
+    assert outcome(head) == outcome(head + b"\r\nConnection: keep-alive")
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 12", (200, "OK", 0, 12, True)),  # fast
+        (b"HTTP/1.1 200\r\nContent-Length:  7 ", (200, "", 0, 7, True)),  # fast
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 3", (200, "OK", 0, 3, False)),  # 1.0: full
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3", (200, "OK", 0, 3, True)),  # full
+        (b"HTTP/1.1 204 No\r\nContent-Length: 3", (204, "No", 3, 0, True)),  # no body
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close", (200, "OK", 0, 3, False)),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4", "conflicting"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked", (200, "OK", 1, 0, False)),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456789", "invalid Content-Length"),
+    ],
+)
+def test_content_length_heads_fast_and_full(head: bytes, expected: object) -> None:
+    if isinstance(expected, str):
+        with pytest.raises(ProtocolError, match=expected):
+            _parse_head(head)
+        return
+    status, reason, headers, mode, length, reuse = _parse_head(head)
+    assert (status, reason, mode, length, reuse) == expected
+    assert headers.raw()[0][0].lower() == "content-length"
+
+
+def test_the_one_wait_exchange_and_its_fallbacks_on_one_connection() -> None:
+    """The usual exchange (the whole reply in one piece) and the ones that leave its fast
+    path (the head in pieces, the body after the head, a head over the limit) on one
+    keep-alive connection; then a head over the limit in one piece."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+
+    async def handler(peer: Peer) -> None:
+        step = 0
+        while await peer.request() is not None:
+            if step == 0:
+                await peer.send(head + b"hello")
+            elif step == 1:  # the head in two pieces
+                await peer.send(head[:20])
+                await asyncio.sleep(0.02)
+                await peer.send(head[20:] + b"world")
+            elif step == 2:  # the body after the head
+                await peer.send(head)
+                await asyncio.sleep(0.02)
+                await peer.send(b"again")
+            else:
+                await peer.send(b"HTTP/1.1 200 OK\r\nX: " + b"y" * 200 + b"\r\n\r\n")
+            step += 1
+
+    async def go() -> tuple[list[bytes], int, str]:
+        async with Server(handler) as server, client(max_head_bytes=100) as http:
+            bodies = [(await get(http, server.url())).body for _ in range(3)]
+            with pytest.raises(TooLarge) as caught:
+                await get(http, server.url())
+            return bodies, server.connections, str(caught.value)
+
+    bodies, connections, error = run(go())
+    assert bodies == [b"hello", b"world", b"again"]
+    assert connections == 1
+    assert error == "the response head is over 100 bytes"

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmops.adapters.openai_wire import (
+    Reply,
     WireError,
     _checked_reply,
     _plain_reply,
@@ -19,6 +20,7 @@ from llmops.adapters.openai_wire import (
     parse_reply,
     quote,
     redact,
+    reply_fields,
 )
 from llmops.domain.chat import ChatMessage, ChatRequest
 
@@ -154,8 +156,9 @@ def test_the_plain_reply_fast_path_reads_what_the_checked_path_reads(body: bytes
     fast = _plain_reply(body)
     if fast is None:
         return
-    assert fast == _checked_reply(body)
-    assert parse_reply(body) == fast
+    assert Reply(*fast) == _checked_reply(body)
+    assert parse_reply(body) == Reply(*fast)
+    assert reply_fields(body) == fast
 
 
 def test_the_usual_reply_takes_the_fast_path() -> None:
@@ -166,5 +169,43 @@ def test_the_usual_reply_takes_the_fast_path() -> None:
             "usage": {"prompt_tokens": 3, "completion_tokens": 1},
         }
     ).encode()
-    assert _plain_reply(body) == _checked_reply(body) == parse_reply(body)
+    fast = _plain_reply(body)
+    assert fast == ("hi", "stop", "stub", 3, 1) == reply_fields(body)
+    assert Reply(*fast) == _checked_reply(body) == parse_reply(body)
     assert _plain_reply(body.replace(b'"prompt_tokens": 3', b'"prompt_tokens": true')) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        # no usage, content null, odd finish_reason and model: the checked path reads them
+        (b'{"choices": [{"message": {"content": null}, "finish_reason": 1}], "model": 2}',
+         ("", None, None, 0, 0)),
+        (b'{"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": true}}',
+         ("x", None, None, 0, 0)),
+        # a str where the list of choices goes has a first item, which is not a choice
+        (b'{"choices": "abc", "usage": {"prompt_tokens": 1, "completion_tokens": 2}}', None),
+    ],
+)
+def test_reply_fields_falls_back_to_the_checked_path(
+    body: bytes, fields: tuple[object, ...] | None
+) -> None:
+    assert _plain_reply(body) is None
+    if fields is None:
+        with pytest.raises(WireError, match="has no choices"):
+            reply_fields(body)
+    else:
+        assert reply_fields(body) == fields
+        assert parse_reply(body) == Reply(*fields)
+
+
+def test_integers_over_64_bits_read_as_the_standard_library_reads_them() -> None:
+    """The fast path parses with orjson without jsoncodec's long-integer guard: a huge
+    integer elsewhere in the reply changes nothing; one in a token count (orjson: a
+    float) sends the reply to the checked path, which keeps it an int."""
+    usual = {"model": "m", "created": 2**70, "choices": [{"message": {"content": "x"}}]}
+    body = json.dumps({**usual, "usage": {"prompt_tokens": 1, "completion_tokens": 2}})
+    assert _plain_reply(body.encode()) == ("x", None, "m", 1, 2) == reply_fields(body.encode())
+    huge = json.dumps({**usual, "usage": {"prompt_tokens": 2**64, "completion_tokens": 2}})
+    assert _plain_reply(huge.encode()) is None
+    assert reply_fields(huge.encode()) == ("x", None, "m", 2**64, 2)
