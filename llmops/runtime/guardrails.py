@@ -66,14 +66,34 @@ def _strings(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in inputs.items() if isinstance(v, str)]
 
 
+def _too_long(total: int, limit: int) -> GuardrailResult:
+    return GuardrailResult(
+        "input-max-length",
+        False,
+        f"string inputs total {total:,} characters; the limit is {limit:,}",
+    )
+
+
+def _denied(name: str, index: int) -> GuardrailResult:
+    return GuardrailResult(
+        "deny-patterns",
+        False,
+        f"input {name!r} matches deny pattern {index} of guardrails.input.denyPatterns",
+    )
+
+
+def _injected(name: str, verdict: injection.InjectionScore) -> GuardrailResult:
+    return GuardrailResult(
+        "prompt-injection",
+        False,
+        f"input {name!r} looks like a prompt-injection attempt: {verdict.explain()}",
+    )
+
+
 def check_input_length(inputs: Mapping[str, Any], config: InputGuardrails) -> GuardrailResult:
     total = sum(len(v) for _, v in _strings(inputs))
     if total > config.max_length:
-        return GuardrailResult(
-            "input-max-length",
-            False,
-            f"string inputs total {total:,} characters; the limit is {config.max_length:,}",
-        )
+        return _too_long(total, config.max_length)
     return _PASSED["input-max-length"]
 
 
@@ -112,11 +132,7 @@ def check_deny_patterns(inputs: Mapping[str, Any], config: InputGuardrails) -> G
     for name, value in _strings(inputs):
         for index, pattern in enumerate(config.deny_patterns, start=1):
             if _denies(pattern)(value):
-                return GuardrailResult(
-                    "deny-patterns",
-                    False,
-                    f"input {name!r} matches deny pattern {index} of guardrails.input.denyPatterns",
-                )
+                return _denied(name, index)
     return _PASSED["deny-patterns"]
 
 
@@ -125,11 +141,7 @@ def check_injection(inputs: Mapping[str, Any], config: InputGuardrails) -> Guard
         for name, value in _strings(inputs):
             verdict = injection.score(value)
             if verdict.flagged:
-                return GuardrailResult(
-                    "prompt-injection",
-                    False,
-                    f"input {name!r} looks like a prompt-injection attempt: {verdict.explain()}",
-                )
+                return _injected(name, verdict)
     return _PASSED["prompt-injection"]
 
 
@@ -221,8 +233,56 @@ def first_input_failure(
     return None
 
 
+_BUILT_IN_INPUT_CHECKS = [*INPUT_GUARDRAILS.values()]
+
+
+class InputPolicy:
+    """The input guardrails of one app, prepared once per loaded app (each deny pattern's
+    test made at load, not looked up per request): :meth:`first_failure` is
+    :func:`first_input_failure` for its configuration, with the string inputs collected
+    once for the three built-in checks instead of once per check."""
+
+    __slots__ = ("config", "denies", "injection", "max_length")
+
+    def __init__(self, config: InputGuardrails) -> None:
+        self.config = config
+        self.max_length = config.max_length
+        self.denies = tuple(_denies(pattern) for pattern in config.deny_patterns)
+        self.injection = config.injection_heuristics
+
+    def first_failure(self, inputs: Mapping[str, Any]) -> GuardrailResult | None:
+        """The first input guardrail that fails, or None."""
+        if [*INPUT_GUARDRAILS.values()] != _BUILT_IN_INPUT_CHECKS:
+            return first_input_failure(inputs, self.config)  # a check added or replaced
+        strings = [(k, v) for k, v in inputs.items() if isinstance(v, str)]
+        total = sum([len(v) for _, v in strings])
+        if total > self.max_length:
+            return _too_long(total, self.max_length)
+        if self.denies:
+            for name, value in strings:
+                for index, denies in enumerate(self.denies, start=1):
+                    if denies(value):
+                        return _denied(name, index)
+        if self.injection:
+            for name, value in strings:
+                verdict = injection.score(value)
+                if verdict.flagged:
+                    return _injected(name, verdict)
+        return None
+
+
+_BUILT_IN_OUTPUT_CHECKS = [*OUTPUT_GUARDRAILS.values()]
+
+
 def first_output_failure(text: str, policy: OutputPolicy) -> GuardrailResult | None:
     """The first output guardrail that fails, or None."""
+    if policy.validator is None and [*OUTPUT_GUARDRAILS.values()] == _BUILT_IN_OUTPUT_CHECKS:
+        # the built-in checks of an app without a schema, inlined (a call less per check)
+        if policy.block_canary and contains_canary(text, policy.canary):
+            return check_canary(text, policy)
+        if policy.max_length is not None and len(text) > policy.max_length:
+            return check_output_length(text, policy)
+        return None
     for check in OUTPUT_GUARDRAILS.values():
         result = check(text, policy)
         if not result.passed:

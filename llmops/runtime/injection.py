@@ -44,6 +44,7 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass
+from itertools import compress
 
 THRESHOLD = 1.0
 _MAX_BLOBS = 16
@@ -151,6 +152,9 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_-]{24,}={0,2}")
 _BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 _BASE64_CLASS = {code: ("a" if chr(code) in _BASE64_CHARS else " ") for code in range(128)}
 _RUN_OF_24 = "a" * 24
+#: The same classes for ASCII text as bytes (``bytes.translate``: a table, no dict lookups).
+_BASE64_CLASS_BYTES = bytes(ord(_BASE64_CLASS[code]) for code in range(128)) + b" " * 128
+_RUN_OF_24_BYTES = b"a" * 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,10 +174,20 @@ class InjectionScore:
 
 
 _SPACES = re.compile(r"[^\S\n]*(?:[^\S\n ]|  )[^\S\n]*")
-#: The rules with their keywords, in rule order.
-_GUARDED = tuple((name, weight, pattern, _KEYWORDS[name]) for name, weight, pattern in _RULES)
 #: every keyword once (some guard several rules)
 _ALL_KEYWORDS = tuple(dict.fromkeys(word for words in _KEYWORDS.values() for word in words))
+#: For each keyword, the rules it guards (name, weight, pattern), in rule order.
+_RULES_OF: dict[str, tuple[tuple[str, float, re.Pattern[str]], ...]] = {
+    word: tuple(rule for rule in _RULES if word in _KEYWORDS[rule[0]]) for word in _ALL_KEYWORDS
+}
+_RULE_ORDER = {rule[0]: index for index, rule in enumerate(_RULES)}
+#: Rules whose keyword is common in honest text ("know", "guidance") run only when every
+#: word of one of these sets is in the text too: each set is words one alternative of the
+#: rule's pattern spells out literally, so a text without them cannot match.
+_NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "you-are-now": (("you", "are", "now"), ("from", "now", "you")),
+    "dan": (("you", "are", "dan"), ("anything", "now")),
+}
 #: Texts up to this long have their verdict remembered: enum values, defaults and short
 #: answers recur; a long free text rarely does and is always scored afresh.
 _MEMO_CHARS = 64
@@ -213,14 +227,25 @@ def _score(text: str) -> InjectionScore:
 
 def _rules_hit(normalised: str) -> list[tuple[str, float]]:
     """The rules that match, in rule order. A rule's regular expression runs only when
-    one of its keywords is in the text: one substring test per distinct keyword (fast, in
-    C) skips almost every rule for almost every text."""
-    present = {word for word in _ALL_KEYWORDS if word in normalised}
+    one of its keywords is in the text: one substring test per distinct keyword (all in
+    C: ``map`` and ``compress``) skips almost every rule for almost every text."""
+    present = [*compress(_ALL_KEYWORDS, map(normalised.__contains__, _ALL_KEYWORDS))]
+    if not present:
+        return []
+    if len(present) == 1:
+        rules = _RULES_OF[present[0]]
+    else:
+        guarded = {rule for word in present for rule in _RULES_OF[word]}
+        rules = tuple(sorted(guarded, key=lambda rule: _RULE_ORDER[rule[0]]))
     hits: list[tuple[str, float]] = []
-    if present:
-        for name, weight, pattern, words in _GUARDED:
-            if not present.isdisjoint(words) and pattern.search(normalised):
-                hits.append((name, weight))
+    for name, weight, pattern in rules:
+        needs = _NEEDS.get(name)
+        if needs is not None and not any(
+            all(word in normalised for word in words) for words in needs
+        ):
+            continue
+        if pattern.search(normalised):
+            hits.append((name, weight))
     return hits
 
 
@@ -233,7 +258,10 @@ def _decoded_blobs(text: str) -> str:
     found: list[str] = []
     # most text has no run of 24 base64 characters; finding that out by mapping each
     # character to "a" (base64) or itself (anything else) is cheaper than a regex scan
-    if _RUN_OF_24 not in text.translate(_BASE64_CLASS):
+    if text.isascii():
+        if _RUN_OF_24_BYTES not in text.encode("ascii").translate(_BASE64_CLASS_BYTES):
+            return ""
+    elif _RUN_OF_24 not in text.translate(_BASE64_CLASS):
         return ""
     for match in _BASE64.finditer(text):
         if len(found) >= _MAX_BLOBS:

@@ -16,12 +16,8 @@ from typing import Any
 
 from llmops.domain.chat import ChatMessage, ChatRequest, Usage
 from llmops.runtime.errors import GuardrailBlocked
-from llmops.runtime.guardrails import (
-    first_input_failure,
-    first_output_failure,
-    parse_json_reply,
-    redact_output,
-)
+from llmops.runtime.guardrails import first_output_failure, parse_json_reply, redact_output
+from llmops.runtime.inputs import bind_inputs
 from llmops.runtime.loaded import LoadedApp
 from llmops.runtime.provider import ModelProvider
 from llmops.runtime.render import RenderedPrompt
@@ -46,11 +42,11 @@ class InvokeResult:
 
 def prepare(loaded: LoadedApp, given: Mapping[str, Any]) -> RenderedPrompt:
     """Bind inputs, run the input guardrails, render the messages."""
-    bound = loaded.bind(given)
-    failure = first_input_failure(bound, loaded.app.spec.guardrails.input)
+    bound = bind_inputs(loaded.declared, given)
+    failure = loaded.input_policy.first_failure(bound)
     if failure is not None:
         raise GuardrailBlocked("input", failure.name, failure.reason)
-    return loaded.prompt.render(bound, loaded.builtins())
+    return loaded.prompt.render(bound, loaded.builtin_values)
 
 
 def chat_request(loaded: LoadedApp, messages: tuple[ChatMessage, ...]) -> ChatRequest:

@@ -26,11 +26,11 @@ from llmops.domain.deploy import ENV_API_KEY_VAR
 from llmops.domain.diagnostics import Diagnostic
 from llmops.domain.errors import ManifestInvalid, Permanent, UsageError
 from llmops.domain.ids import IDENTIFIER_RE
-from llmops.domain.models.app import DEFAULT_BASE_URLS, LLMApp, Pricing
+from llmops.domain.models.app import DEFAULT_BASE_URLS, InputSpec, LLMApp, Pricing
 from llmops.domain.models.secrets import SecretRef
 from llmops.domain.repo import AppSource, Repo
 from llmops.runtime.canary import canary_token
-from llmops.runtime.guardrails import OutputPolicy
+from llmops.runtime.guardrails import InputPolicy, OutputPolicy
 from llmops.runtime.inputs import bind_inputs
 from llmops.runtime.params import openai_params
 from llmops.runtime.render import CompiledPrompt, RenderedPrompt, compile_prompt
@@ -73,6 +73,19 @@ class LoadedApp:
     output_schema: dict[str, Any] | None
     app_dir: Path
     watch: tuple[Path, ...]
+    #: Derived once here rather than per request (the app is swapped whole on reload, so
+    #: they never outlive it): the declared inputs, the prepared input guardrails and
+    #: the template built-ins (shared by every request: never changed; a caller that
+    #: wants its own takes :meth:`builtins`).
+    declared: Mapping[str, InputSpec] = field(init=False, repr=False, compare=False)
+    input_policy: InputPolicy = field(init=False, repr=False, compare=False)
+    builtin_values: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        spec = self.app.spec
+        object.__setattr__(self, "declared", spec.prompt.inputs)
+        object.__setattr__(self, "input_policy", InputPolicy(spec.guardrails.input))
+        object.__setattr__(self, "builtin_values", self.builtins())
 
     @property
     def canary(self) -> str:
@@ -89,11 +102,11 @@ class LoadedApp:
 
     def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Validate ``given`` against the declared inputs (``InputRejected``) with defaults."""
-        return bind_inputs(self.app.spec.prompt.inputs, given)
+        return bind_inputs(self.declared, given)
 
     def render(self, given: Mapping[str, Any]) -> RenderedPrompt:
         """Bind ``given`` and render the messages (``InputRejected``, ``RenderFailed``)."""
-        return self.prompt.render(self.bind(given), self.builtins())
+        return self.prompt.render(self.bind(given), self.builtin_values)
 
 
 def find_app(repo: Repo, name: str) -> AppSource:

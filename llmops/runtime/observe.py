@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 from llmops.domain.chat import Usage
 from llmops.runtime.httpio import request_id
@@ -20,27 +22,40 @@ from llmops.runtime.logs import JsonLogger
 from llmops.runtime.metrics import RuntimeMetrics
 
 _STATUS_TEXT = {code: str(code) for code in range(100, 600)}
+_NO_REDACTIONS: Mapping[str, int] = MappingProxyType({})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RequestInfo:
     """What is logged and counted about one request; endpoints fill it in."""
 
     request_id: str
-    route: str = "other"
-    app: str = ""
-    release: str = ""
-    upstream_ms: float | None = None
-    usage: Usage | None = None
-    error: str | None = None
-    guardrail: str | None = None
-    detail: str | None = None
-    stream: bool | None = None
-    status: int = 500
-    started: float = 0.0
+    route: str
+    app: str
+    release: str
+    upstream_ms: float | None
+    usage: Usage | None
+    error: str | None
+    guardrail: str | None
+    detail: str | None
+    stream: bool | None
+    status: int
+    started: float
     #: An endpoint answered whole: usage and ``redactions`` are yet to be counted.
-    answered: bool = False
-    redactions: Mapping[str, int] = field(default_factory=dict)
+    answered: bool
+    redactions: Mapping[str, int]
+
+    def __init__(self, request_id: str, started: float = 0.0) -> None:
+        # by hand: the generated one would build an empty dict per request
+        self.request_id = request_id
+        self.route = "other"
+        self.app = self.release = ""
+        self.upstream_ms = self.usage = None
+        self.error = self.guardrail = self.detail = self.stream = None
+        self.status = 500
+        self.started = started
+        self.answered = False
+        self.redactions = _NO_REDACTIONS
 
 
 class Observer:
@@ -52,13 +67,15 @@ class Observer:
 
     def start(self, header: bytes | None) -> RequestInfo:
         """A request begins; ``header`` is its ``x-request-id`` (honoured when sane)."""
-        info = RequestInfo(request_id(header.decode("latin-1") if header else None))
-        info.started = time.perf_counter()
+        info = RequestInfo(
+            request_id(header.decode("latin-1") if header else None), time.perf_counter()
+        )
         self.metrics.in_flight.inc((), 1.0)
         return info
 
     def finish(self, info: RequestInfo, method: str, path: str) -> None:
-        """The request is done (``info.status`` was sent): count it and log one line."""
+        """The request is done (``info.status`` was sent): count it and log one line (the
+        record built here as ``JsonLogger.log`` builds it: None fields left out)."""
         metrics = self.metrics
         metrics.in_flight.inc((), -1.0)
         elapsed = time.perf_counter() - info.started
@@ -69,23 +86,31 @@ class Observer:
         logger = self.logger
         if not logger.enabled(level):
             return
+        record: dict[str, Any] = {
+            "ts": logger.timestamp(),
+            "level": level,
+            "msg": "request",
+            "request_id": info.request_id,
+            "method": method,
+            "path": path,
+            "app": app,
+            "release": release,
+            "status": status,
+            "latency_ms": round(elapsed * 1000, 3),
+        }
+        if info.upstream_ms is not None:
+            record["upstream_ms"] = round(info.upstream_ms, 3)
         usage = info.usage
-        logger.log(
-            level,
-            "request",
-            request_id=info.request_id,
-            method=method,
-            path=path,
-            app=app,
-            release=release,
-            status=status,
-            latency_ms=round(elapsed * 1000, 3),
-            upstream_ms=round(info.upstream_ms, 3) if info.upstream_ms is not None else None,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            cost_usd=usage.cost_usd if usage else None,
-            stream=info.stream,
-            error=info.error,
-            guardrail=info.guardrail,
-            detail=info.detail,
-        )
+        if usage is not None:
+            record["prompt_tokens"] = usage.prompt_tokens
+            record["completion_tokens"] = usage.completion_tokens
+            record["cost_usd"] = usage.cost_usd
+        if info.stream is not None:
+            record["stream"] = info.stream
+        if info.error is not None:
+            record["error"] = info.error
+        if info.guardrail is not None:
+            record["guardrail"] = info.guardrail
+        if info.detail is not None:
+            record["detail"] = info.detail
+        logger.write(record)

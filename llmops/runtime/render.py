@@ -49,6 +49,7 @@ from llmops.domain.diagnostics import Diagnostic
 from llmops.domain.errors import ManifestInvalid
 from llmops.domain.models.base import rel_path_problem
 from llmops.runtime.errors import RenderFailed
+from llmops.runtime.limits import weight
 from llmops.runtime.sandbox import (
     BoundedSandbox,
     RenderBudget,
@@ -181,6 +182,42 @@ class PlainTemplate:
             chunks.append(text)
         return "".join(chunks)
 
+    def render_counted(
+        self, context: Mapping[str, Any], limits: RenderLimits, emitted: int
+    ) -> tuple[str, int] | None:
+        """What :meth:`render` gives inside a render budget that has ``emitted``
+        characters spent, without one: the text and the budget's count after it, or None
+        wherever the sandbox's ``finalize`` or the output limit would refuse a value (the
+        caller then renders in a budget, and Jinja raises the proper error).
+
+        ``finalize``, inlined: None prints as "" and is not counted; any other value is
+        refused above ``max_value_chars`` by its weight, which is what it counts."""
+        cap = limits.max_value_chars
+        most = limits.max_emitted_chars
+        limit = limits.max_output_chars
+        chunks: list[str] = []
+        size = 0
+        for is_name, text in self.parts:
+            if is_name:
+                value = context.get(text, _MISSING)
+                if value is _MISSING:
+                    return None
+                if value is None:
+                    text = ""
+                else:
+                    spent = len(value) if type(value) is str else weight(value, cap)
+                    if spent > cap:
+                        return None
+                    emitted += spent
+                    if emitted > most:
+                        return None
+                    text = str(value)
+            size += len(text)
+            if size > limit:
+                return None
+            chunks.append(text)
+        return "".join(chunks), emitted
+
 
 class RenderCache:
     """Rendered texts of one template by the values of the names it (and the templates it
@@ -192,7 +229,7 @@ class RenderCache:
     def __init__(self, names: tuple[str, ...], constants: Mapping[str, Any]) -> None:
         self.names = names
         self.constants = constants
-        self.entries: dict[tuple[Any, ...], tuple[str, int, int]] = {}
+        self.entries: dict[tuple[Any, ...], tuple[ChatMessage, int, int]] = {}
 
     def key(self, context: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The cache key for ``context``, or None when a value is not a plain scalar."""
@@ -223,7 +260,7 @@ class RenderCache:
             return
         if len(self.entries) >= CACHE_ENTRIES:
             self.entries.clear()  # many distinct values: start over (simple, thread-safe)
-        self.entries[key] = (text, steps, emitted)
+        self.entries[key] = (ChatMessage("system", text), steps, emitted)
 
 
 def _scalar(value: Any) -> tuple[type, Any] | None:
@@ -257,14 +294,53 @@ class CompiledPrompt:
         """
         given = dict(inputs)  # templates cannot change it: the sandbox is immutable
         context = {**self.globals, **inputs, **builtins, "inputs": given}
+        try:
+            fast = self._fast(context)
+        except Exception:  # a value str() refuses, say: rendered in a budget, which says so
+            fast = None
+        if fast is not None:
+            return RenderedPrompt(fast, given)
         with render_budget(self.limits) as budget:
             system = self._system(context, budget) if self.system is not None else None
             user = self._text(self.user, self.user_plain, context, budget)
         if system is None:
             return RenderedPrompt((ChatMessage("user", user),), given)
-        return RenderedPrompt((ChatMessage("system", system), ChatMessage("user", user)), given)
+        return RenderedPrompt((system, ChatMessage("user", user)), given)
 
-    def _system(self, context: dict[str, Any], budget: RenderBudget) -> str:
+    def _fast(self, context: dict[str, Any]) -> tuple[ChatMessage, ...] | None:
+        """The messages when no template code runs (the system message plain or cached,
+        the user one plain), so no render budget is needed: the characters a budget
+        would count are counted here; None (render in a budget) for anything else, or
+        for a value a check would refuse."""
+        user = self.user_plain
+        if user is None:
+            return None
+        emitted = 0
+        system: ChatMessage | None = None
+        if self.system is not None:
+            cache = self.system_cache
+            if cache is not None:
+                key = cache.key(context)
+                hit = cache.entries.get(key) if key is not None else None
+                if hit is None:
+                    return None
+                system, _, emitted = hit  # its steps are within the budget: none follow
+            elif self.system_plain is not None:
+                counted = self.system_plain.render_counted(context, self.limits, 0)
+                if counted is None:
+                    return None
+                system = ChatMessage("system", counted[0])
+                emitted = counted[1]
+            else:
+                return None
+        counted = user.render_counted(context, self.limits, emitted)
+        if counted is None:
+            return None
+        if system is None:
+            return (ChatMessage("user", counted[0]),)
+        return (system, ChatMessage("user", counted[0]))
+
+    def _system(self, context: dict[str, Any], budget: RenderBudget) -> ChatMessage:
         assert self.system is not None
         cache = self.system_cache
         key = cache.key(context) if cache is not None else None
@@ -272,16 +348,16 @@ class CompiledPrompt:
             assert cache is not None
             hit = cache.entries.get(key)
             if hit is not None:
-                text, steps, emitted = hit
+                message, steps, emitted = hit
                 budget.steps += steps
                 budget.emitted += emitted
-                return text
+                return message
         steps, emitted = budget.steps, budget.emitted
         text = self._text(self.system, self.system_plain, context, budget)
         if key is not None:
             assert cache is not None
             cache.store(key, text, budget.steps - steps, budget.emitted - emitted)
-        return text
+        return ChatMessage("system", text)
 
     def _text(
         self,

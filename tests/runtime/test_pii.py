@@ -6,7 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmops.runtime.pii import _EMAIL, _PHONE, _accept, _cards, _digits, find_pii, luhn_ok, redact
+from llmops.runtime.pii import (
+    _EMAIL,
+    _PHONE,
+    PiiMatch,
+    _accept,
+    _cards,
+    _digits,
+    find_pii,
+    luhn_ok,
+    redact,
+)
 
 
 @pytest.mark.parametrize(
@@ -104,3 +114,27 @@ def test_the_short_cuts_skip_only_searches_that_find_nothing(text: str) -> None:
         assert not any(m and _accept("phone", m.group(0)) for m in phones)
     if "@" not in text:
         assert _EMAIL.search(text) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["ab", "b.c", "@", "x.io", "@x.io", " ", "\n", "-", "+", "_", "\x00", "é"]),
+        max_size=12,
+    )
+)
+def test_the_email_search_starts_late_only_where_nothing_matches(parts: list[str]) -> None:
+    """The e-mail search starts after the last space before the first "@": it finds what
+    the regex finds from every starting position (and finds nothing without an "@")."""
+    from llmops.runtime.pii import _search_email
+
+    text = "".join(parts)
+    for start in range(len(text) + 1):
+        fast, full = _search_email(text, start), _EMAIL.search(text, start)
+        assert (fast and fast.span()) == (full and full.span()), (text, start)
+
+
+def test_one_match_and_several_come_back_in_text_order() -> None:
+    assert find_pii("mail bob@example.com", ["email"]) == [PiiMatch("email", 5, 20)]
+    text = "+1 415 555 0132 or a@b.io"
+    assert [m.kind for m in find_pii(text)] == ["phone", "email"]

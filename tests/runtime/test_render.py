@@ -254,3 +254,58 @@ def test_the_cache_is_bounded(tmp_path: Path) -> None:
     for n in range(CACHE_ENTRIES + 10):
         assert system_text(prompt, n=n) == (str(n) if n else "")
     assert len(cache.entries) <= CACHE_ENTRIES
+
+
+def _outcome(prompt: CompiledPrompt, inputs: dict[str, object]) -> object:
+    try:
+        return [(m.role, m.content) for m in prompt.render(inputs, BUILTINS).messages]
+    except RenderFailed as exc:
+        return ("failed", str(exc))
+
+
+@pytest.mark.parametrize(
+    ("system", "user"),
+    [
+        (None, "Q: {{ q }}!"),
+        ("You help ({{ tier }}) {{ canary }}", "{{ q }}"),  # both plain
+        ("{% if tier == 'pro' %}Pro{% endif %} {{ canary }}", "<{{ q }}>"),  # system cached
+        ("{{ tier * 40 }}", "{{ q }}"),  # cached, emits 40 per "x"
+        ("{% for c in q %}{{ c }}{% endfor %}", "{{ q }}"),  # inputs read: not cached
+        ("{{ tier }}", "{% if q %}{{ q }}{% endif %}"),  # the user template not plain
+    ],
+)
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"q": "hello", "tier": "x"},
+        {"q": None, "tier": "pro"},
+        {"q": 7, "tier": 1.5},
+        {"q": [1, "a"], "tier": True},
+        {"q": {"k": "v"}, "tier": "x"},
+        {"q": "y" * 45, "tier": "x"},  # over the emitted budget with the system's 40
+        {"q": ["y" * 20, "y" * 20], "tier": "x"},  # so is this list (it weighs 46)
+        {"q": "z" * 70, "tier": "x"},  # over the value limit
+        {"q": "w" * 30},  # tier missing
+    ],
+)
+def test_the_budget_free_path_renders_as_the_budgeted_one(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    system: str | None,
+    user: str,
+    inputs: dict[str, object],
+) -> None:
+    """Rendering without a budget (templates plain, or the system message cached) gives
+    the text, or the error, that rendering in one gives."""
+    files = {"prompts/user.j2": user, **({"prompts/system.j2": system} if system else {})}
+    root = app_dir(tmp_path, files)
+    limits = RenderLimits(max_emitted_chars=80, max_value_chars=60, max_output_chars=200)
+    sys_name = "prompts/system.j2" if system else None
+
+    def outcomes() -> list[object]:
+        prompt = compile_prompt(root, "d", sys_name, "prompts/user.j2", limits)
+        return [_outcome(prompt, inputs) for _ in range(3)]  # a miss, then cache hits
+
+    fast = outcomes()
+    monkeypatch.setattr(CompiledPrompt, "_fast", lambda self, context: None)
+    assert fast == outcomes()
