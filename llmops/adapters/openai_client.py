@@ -227,8 +227,8 @@ class OpenAIClient:
     async def complete(self, request: ChatRequest, api_key: str | None = None) -> ChatResponse:
         """One reply; ``latency_ms`` covers every attempt and the waits between them.
 
-        The first attempt runs inline (as :meth:`_post` would, without its coroutine) and
-        the reply is read as a tuple (:func:`reply_fields`): most calls need nothing else."""
+        The first attempt runs inline (no retry machinery) and the reply is read as a
+        tuple (:func:`reply_fields`): most calls need nothing else."""
         if self._closed:
             self._check_open()
         target = self._chat_targets.get(request.base_url)
@@ -241,18 +241,7 @@ class OpenAIClient:
         retries = 0
         first: _Transient | None = None
         try:  # the first attempt, inline: most calls need no other
-            try:
-                response = await self._http.request(
-                    target.endpoint, b"POST", payload, headers, timeout=timeout
-                )
-            except HttpError as exc:
-                raise _attempt_failure(exc, target.what, timeout, api_key) from exc
-            status = response.status
-            if status < 200 or status >= 300:
-                _check_status(
-                    status, response.reason, response.headers, response.body, target.what, api_key
-                )
-            fields = _parsed(response.body, target)
+            fields = _parsed(await self._post(target, payload, headers, timeout, api_key), target)
         except _Transient as failure:
             first = failure
         if first is not None:

@@ -137,13 +137,8 @@ class Histogram(_Family):
     def observe(self, labels: Labels, value: float) -> None:
         # the first bucket whose bound is >= value; NaN (no bound holds) counts under +Inf
         index = bisect.bisect_left(self.buckets, value) if value == value else len(self.buckets)
-        if self._lock is None:  # _add, inlined: one call less per observation
-            counts = self.counts.get(labels)
-            if counts is None:
-                counts = self.counts[labels] = [0] * (len(self.buckets) + 1)
-                self.sums[labels] = 0.0
-            counts[index] += 1
-            self.sums[labels] += value
+        if self._lock is None:
+            self._add(labels, index, value)
             return
         with self._lock:
             self._add(labels, index, value)

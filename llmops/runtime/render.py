@@ -168,19 +168,7 @@ class PlainTemplate:
         """The text, or None when Jinja must render it (it will raise a proper error)."""
         finalize = env.finalize
         assert finalize is not None
-        chunks: list[str] = []
-        size = 0
-        for is_name, text in self.parts:
-            if is_name:
-                value = context.get(text, _MISSING)
-                if value is _MISSING:
-                    return None
-                text = str(finalize(value))
-            size += len(text)
-            if size > limit:
-                return None
-            chunks.append(text)
-        return "".join(chunks)
+        return self._join(context, limit, lambda value: str(finalize(value)))
 
     def render_counted(
         self, context: Mapping[str, Any], limits: RenderLimits, emitted: int
@@ -194,7 +182,23 @@ class PlainTemplate:
         refused above ``max_value_chars`` by its weight, which is what it counts."""
         cap = limits.max_value_chars
         most = limits.max_emitted_chars
-        limit = limits.max_output_chars
+        spent = [emitted]
+
+        def counted(value: Any) -> str | None:
+            if value is None:
+                return ""
+            size = len(value) if type(value) is str else weight(value, cap)
+            spent[0] += size
+            return None if size > cap or spent[0] > most else str(value)
+
+        text = self._join(context, limits.max_output_chars, counted)
+        return None if text is None else (text, spent[0])
+
+    def _join(
+        self, context: Mapping[str, Any], limit: int, shown: Callable[[Any], str | None]
+    ) -> str | None:
+        """The parts joined, each name's value as ``shown`` gives it; None when a name is
+        missing, ``shown`` refuses a value (None) or the text grows over ``limit``."""
         chunks: list[str] = []
         size = 0
         for is_name, text in self.parts:
@@ -202,21 +206,15 @@ class PlainTemplate:
                 value = context.get(text, _MISSING)
                 if value is _MISSING:
                     return None
-                if value is None:
-                    text = ""
-                else:
-                    spent = len(value) if type(value) is str else weight(value, cap)
-                    if spent > cap:
-                        return None
-                    emitted += spent
-                    if emitted > most:
-                        return None
-                    text = str(value)
+                piece = shown(value)
+                if piece is None:
+                    return None
+                text = piece
             size += len(text)
             if size > limit:
                 return None
             chunks.append(text)
-        return "".join(chunks), emitted
+        return "".join(chunks)
 
 
 class RenderCache:
