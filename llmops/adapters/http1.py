@@ -248,11 +248,8 @@ def _parse_head(head: bytes, no_body: bool = False) -> tuple[int, str, Headers, 
             and name.lower() == b"content-length"
             and status not in _NO_BODY_STATUS
         ):
-            headers = Headers.__new__(Headers)
-            headers._raw = fields
-            headers._items = headers._index = None
             text = reason.decode("latin-1") if reason else ""
-            return status, text, headers, _LENGTH, int(value), True
+            return status, text, Headers._lazy(fields), _LENGTH, int(value), True
     length = coding = connection = None
     for name, value in framing:
         name = name.lower()
