@@ -17,7 +17,6 @@ from typing import Any
 from llmops.domain.chat import ChatMessage, ChatRequest, Usage
 from llmops.runtime.errors import GuardrailBlocked
 from llmops.runtime.guardrails import first_output_failure, parse_json_reply, redact_output
-from llmops.runtime.inputs import bind_inputs
 from llmops.runtime.loaded import LoadedApp
 from llmops.runtime.provider import ModelProvider
 from llmops.runtime.render import RenderedPrompt
@@ -42,7 +41,7 @@ class InvokeResult:
 
 def prepare(loaded: LoadedApp, given: Mapping[str, Any]) -> RenderedPrompt:
     """Bind inputs, run the input guardrails, render the messages."""
-    bound = bind_inputs(loaded.declared, given)
+    bound = loaded.bind(given)
     failure = loaded.input_policy.first_failure(bound)
     if failure is not None:
         raise GuardrailBlocked("input", failure.name, failure.reason)

@@ -72,12 +72,6 @@ class JsonLogger:
         for key, value in fields.items():
             if value is not None:
                 record[key] = value
-        self.write(record)
-
-    def write(self, record: dict[str, Any]) -> None:
-        """Write ``record`` as it is: made by a caller that checked :meth:`enabled` and
-        built it as :meth:`log` does (``ts``, ``level``, ``msg`` first, no None values),
-        without a keyword argument per field (the server's line per request)."""
         line = encode(record)
         for secret in self._secrets:
             line = line.replace(secret, "[redacted]")

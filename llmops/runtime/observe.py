@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 from llmops.domain.chat import Usage
 from llmops.runtime.httpio import request_id
@@ -74,8 +73,8 @@ class Observer:
         return info
 
     def finish(self, info: RequestInfo, method: str, path: str) -> None:
-        """The request is done (``info.status`` was sent): count it and log one line (the
-        record built here as ``JsonLogger.log`` builds it: None fields left out)."""
+        """The request is done (``info.status`` was sent): count it and log one line (it is
+        written after the answer left, off the request's path)."""
         metrics = self.metrics
         metrics.in_flight.inc((), -1.0)
         elapsed = time.perf_counter() - info.started
@@ -86,31 +85,23 @@ class Observer:
         logger = self.logger
         if not logger.enabled(level):
             return
-        record: dict[str, Any] = {
-            "ts": logger.timestamp(),
-            "level": level,
-            "msg": "request",
-            "request_id": info.request_id,
-            "method": method,
-            "path": path,
-            "app": app,
-            "release": release,
-            "status": status,
-            "latency_ms": round(elapsed * 1000, 3),
-        }
-        if info.upstream_ms is not None:
-            record["upstream_ms"] = round(info.upstream_ms, 3)
         usage = info.usage
-        if usage is not None:
-            record["prompt_tokens"] = usage.prompt_tokens
-            record["completion_tokens"] = usage.completion_tokens
-            record["cost_usd"] = usage.cost_usd
-        if info.stream is not None:
-            record["stream"] = info.stream
-        if info.error is not None:
-            record["error"] = info.error
-        if info.guardrail is not None:
-            record["guardrail"] = info.guardrail
-        if info.detail is not None:
-            record["detail"] = info.detail
-        logger.write(record)
+        logger.log(
+            level,
+            "request",
+            request_id=info.request_id,
+            method=method,
+            path=path,
+            app=app,
+            release=release,
+            status=status,
+            latency_ms=round(elapsed * 1000, 3),
+            upstream_ms=round(info.upstream_ms, 3) if info.upstream_ms is not None else None,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            cost_usd=usage.cost_usd if usage else None,
+            stream=info.stream,
+            error=info.error,
+            guardrail=info.guardrail,
+            detail=info.detail,
+        )

@@ -228,19 +228,13 @@ class Gateway:
     # -- endpoints ---------------------------------------------------------------------
 
     async def invoke(self, name: str, request: Incoming, info: RequestInfo) -> Reply:
-        """``POST /v1/apps/{name}/invoke``. The model call is the one await besides the
-        body: the request's own steps are plain calls (``prepare``, then ``complete``
-        directly rather than through ``pipeline.invoke``, one coroutine less)."""
+        """``POST /v1/apps/{name}/invoke`` (``prepare``, then ``complete``: one coroutine
+        less than ``pipeline.invoke``)."""
         info.route = "invoke"
         loaded: LoadedApp | None = None
         try:
             loaded = self._app(name, info)
-            body = await read_json(
-                request.receive,
-                request.content_type,
-                request.content_length,
-                self.options.max_body_bytes,
-            )
+            body = await request.json(self.options.max_body_bytes)
             if len(body) != 1 or "inputs" not in body:
                 extra = sorted(set(body) - {"inputs"})
                 if extra:
@@ -254,9 +248,8 @@ class Gateway:
                 raise HttpProblem(
                     400, "invalid_request", "'inputs' must be an object", param="inputs"
                 )
-            provider = self.provider
-            assert provider is not None, "the server's lifespan did not start"
-            result = await pipeline.complete(loaded, provider, pipeline.prepare(loaded, inputs))
+            rendered = pipeline.prepare(loaded, inputs)
+            result = await pipeline.complete(loaded, self._provider(), rendered)
         except Exception as exc:  # mapped, or re-raised by failure() when it is a bug
             return self.failure(exc, info, loaded).reply()
         usage = result.usage

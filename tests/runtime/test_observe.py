@@ -1,5 +1,5 @@
-"""The request log line and metrics of :class:`Observer`: the line is built directly
-(no keyword argument per field) and must be what ``JsonLogger.log`` writes."""
+"""The request log line and metrics of :class:`Observer`: the line is what
+``JsonLogger.log`` writes for the request's fields."""
 
 from __future__ import annotations
 
