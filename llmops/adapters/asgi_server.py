@@ -258,20 +258,17 @@ class _Exchange:
             if self.disconnected:
                 return
             body: bytes = message.get("body", b"")
-            more: bool = message.get("more_body", False)
-            data = self._frame(body, more)
+            if not message.get("more_body", False):
+                self._last(body)
+                return
+            data = self._frame(body, True)
             if self.head:
                 data = self.head + data
                 self.head = b""
             conn = self.conn
             if data:
                 conn.write(data)
-            if not more:
-                self.done = True
-                if self.length_left:  # shorter than its content-length: cannot be reused
-                    self.keep_alive = False
-                conn.finished(self)
-            elif conn.write_paused:
+            if conn.write_paused:
                 await conn.drain()
         elif kind == "http.response.start":
             if self.started:
@@ -293,26 +290,28 @@ class _Exchange:
         messages). Nothing to await: the body is whole, as a final body message's is."""
         if self.started:
             raise RuntimeError("ASGI message 'http.response.start' sent twice")
-        head = self._head(status, headers or ())
+        self.head = self._head(status, headers or ())
         self.started = True
         if self.done:
             raise RuntimeError(
                 "ASGI message 'http.response.body' sent after the response ended"
             )
-        if self.disconnected:
-            self.head = head  # (as the start message leaves it; never written)
-            return
-        left = self.length_left
-        if left is not None and len(body) == left:  # the usual: exactly its content-length
-            self.length_left = 0
-            data = head + body
-        else:
-            data = head + self._frame(body, False)
-            if self.length_left:  # shorter than its content-length: cannot be reused
-                self.keep_alive = False
+        if not self.disconnected:
+            self._last(body)
+
+    def _last(self, body: bytes) -> None:
+        """The final body piece: framed, written after the head if that is still unsent,
+        and the exchange ended."""
+        data = self._frame(body, False)
+        if self.head:
+            data = self.head + data
+            self.head = b""
         conn = self.conn
-        conn.write(data)
+        if data:
+            conn.write(data)
         self.done = True
+        if self.length_left:  # shorter than its content-length: cannot be reused
+            self.keep_alive = False
         conn.finished(self)
 
     def _head(self, status: int, headers: Any) -> bytes:
