@@ -261,15 +261,9 @@ class _Exchange:
             if not message.get("more_body", False):
                 self._last(body)
                 return
-            data = self._frame(body, True)
-            if self.head:
-                data = self.head + data
-                self.head = b""
-            conn = self.conn
-            if data:
-                conn.write(data)
-            if conn.write_paused:
-                await conn.drain()
+            self._write(self._frame(body, True))
+            if self.conn.write_paused:
+                await self.conn.drain()
         elif kind == "http.response.start":
             if self.started:
                 raise RuntimeError("ASGI message 'http.response.start' sent twice")
@@ -302,17 +296,19 @@ class _Exchange:
     def _last(self, body: bytes) -> None:
         """The final body piece: framed, written after the head if that is still unsent,
         and the exchange ended."""
-        data = self._frame(body, False)
-        if self.head:
-            data = self.head + data
-            self.head = b""
-        conn = self.conn
-        if data:
-            conn.write(data)
+        self._write(self._frame(body, False))
         self.done = True
         if self.length_left:  # shorter than its content-length: cannot be reused
             self.keep_alive = False
-        conn.finished(self)
+        self.conn.finished(self)
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data``, after the head while that is still unsent (one write)."""
+        if self.head:
+            data = self.head + data
+            self.head = b""
+        if data:
+            self.conn.write(data)
 
     def _head(self, status: int, headers: Any) -> bytes:
         length: int | None = None
